@@ -1,0 +1,5 @@
+import sys
+
+from hrem.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets: the ShapesRef demo generator, readers for the standard formats, tokenisation, batching."""

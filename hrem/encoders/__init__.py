@@ -1,0 +1,1 @@
+"""Image and text encoders of HREM (fragment-level features -> pooled joint embedding)."""

@@ -1,0 +1,1 @@
+"""Retrieval and grounding metrics and reports (numpy only; never imports torch)."""

@@ -1,0 +1,1 @@
+"""MCN-style grounding: REC box + RES mask with GARAN, CEM and ASNLS."""

@@ -1,0 +1,1 @@
+"""FAISS indices over the embeddings directory. Never imports torch or the model."""

@@ -1,0 +1,1 @@
+"""The embeddings directory: Parquet shards + manifest.json (pyarrow only; never imports torch)."""

