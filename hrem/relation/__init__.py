@@ -1,1 +1,1 @@
-"""hrem.relation."""
+"""Relations between fragments (inference) and between instances of a batch (training criterion)."""
