@@ -1,0 +1,201 @@
+"""`build_index`: embeddings directory -> index directory (index.faiss + index.json), torch-free.
+
+    info = build_index("hrem-out/emb", "hrem-out/index", modality="images", factory="auto",
+                       max_memory="4G", target_recall=0.95, seed=0)
+
+Steps: validate the manifest and shard ids (duplicates are an error naming both shards) -> choose the
+factory (auto: hrem.index.choose, reason recorded) -> train on a seeded uniform sample over all shards ->
+add shards in bounded-memory batches with their Parquet ids (or build parts and merge them on disk) ->
+tune nprobe/efSearch on held-out queries of the other modality against exact search -> write index.faiss,
+then index.json last (index.json is the commit marker; it is removed first, so a killed build never leaves
+a stale index.json beside a new index.faiss).
+
+`append=True` adds only the manifest's shards that index.json does not list yet, after checking that the
+model fingerprint and dim are unchanged and the already-indexed shards still have their checksums.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from hrem.config.base import from_dict
+from hrem.config.index import IndexBuildConfig
+from hrem.index.choose import FactoryChoice, choose_factory, estimate_bytes, is_ivf_factory
+from hrem.index.construct import add_shards, make_index, require_gpu, train_index
+from hrem.index.exact import exact_search_stream
+from hrem.index.info import (
+    INDEX_FAISS,
+    INDEX_JSON,
+    IVF_DATA,
+    EmbeddingsRef,
+    IndexedShard,
+    IndexInfo,
+    read_info,
+    write_info,
+)
+from hrem.index.loading import check_against_manifest, load_index
+from hrem.index.ondisk import build_on_disk
+from hrem.index.sampling import read_sample
+from hrem.index.tune import TuneResult, drop_self, tune
+from hrem.store import Manifest, find_duplicate_ids, iter_embeddings, load_manifest, manifest_sha256
+from hrem.utils.files import atomic_path
+
+log = logging.getLogger(__name__)
+OTHER_MODALITY = {"images": "captions", "captions": "images"}
+
+
+def build_index(emb_dir: str | Path, out_dir: str | Path, config: IndexBuildConfig | None = None,
+                **options: Any) -> IndexInfo:
+    """Build (or with append=True, extend) the index of one modality; options are IndexBuildConfig fields."""
+    if config is not None and options:
+        raise ValueError(f"build_index: pass either config or keyword options, not both (got {sorted(options)})")
+    cfg = config or from_dict(IndexBuildConfig, options, where="build_index")
+    if cfg.device == "cuda":
+        require_gpu()
+    if cfg.threads:
+        faiss.omp_set_num_threads(cfg.threads)
+    manifest = load_manifest(emb_dir)
+    if not manifest.records(cfg.modality):
+        raise ValueError(f"{Path(emb_dir) / 'manifest.json'}: no '{cfg.modality}' shards to index "
+                         f"(modalities present: {manifest.modalities})")
+    if cfg.append:
+        return _append(Path(emb_dir), Path(out_dir), cfg, manifest)
+    return _build(Path(emb_dir), Path(out_dir), cfg, manifest)
+
+
+def plan_factory(cfg: IndexBuildConfig, n: int, dim: int) -> FactoryChoice:
+    """auto -> choose_factory; an explicit string is kept, switched to on-disk when it exceeds the budget."""
+    if cfg.factory == "auto":
+        choice = choose_factory(n, dim, cfg.max_memory_bytes, cfg.target_recall, ivf_only=cfg.on_disk)
+        reason = choice.reason + ("; lists kept on disk (--on-disk)" if cfg.on_disk else "")
+        return dataclasses.replace(choice, on_disk=choice.on_disk or cfg.on_disk, reason=reason)
+    need = estimate_bytes(cfg.factory, n, dim)
+    over = need > cfg.max_memory_bytes and is_ivf_factory(cfg.factory)
+    reason = (f"explicit factory; ~{need / 2**30:.2f} GiB exceeds --max-memory {cfg.max_memory}, so its "
+              f"inverted lists are built on disk") if over and not cfg.on_disk else None
+    return FactoryChoice(cfg.factory, need, reason or "explicit factory", on_disk=cfg.on_disk or over)
+
+
+def _build(emb_dir: Path, out_dir: Path, cfg: IndexBuildConfig, manifest: Manifest) -> IndexInfo:
+    start = time.perf_counter()
+    shards = [r.name for r in manifest.records(cfg.modality)]
+    find_duplicate_ids(emb_dir, cfg.modality, manifest=manifest)
+    n = manifest.rows(cfg.modality)
+    choice = plan_factory(cfg, n, manifest.dim)
+    log.info("factory %s for %d x %d (%s)", choice.factory, n, manifest.dim, choice.reason)
+    index, id_map = make_index(choice.factory, manifest.dim, cfg.metric)
+    training = train_index(index, choice.factory, emb_dir, cfg.modality, manifest, shards,
+                           cfg.train_rows_per_list, cfg.max_train_rows, cfg.seed, cfg.device)
+    _clear_commit_marker(out_dir)
+    staging = out_dir / f".staging-{time.time_ns()}"
+    try:
+        if choice.on_disk:
+            index = build_on_disk(index, emb_dir, cfg.modality, shards, manifest, staging, cfg.shards_per_part,
+                                  cfg.batch_rows)
+        else:
+            add_shards(index, emb_dir, cfg.modality, shards, manifest, cfg.batch_rows)
+        tuning = tune_on_queries(index, emb_dir, cfg, manifest, shards)
+        info = _info(cfg, choice, id_map, index, emb_dir, manifest, shards, training, tuning)
+        return _commit(out_dir, staging, index, info, start)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _append(emb_dir: Path, out_dir: Path, cfg: IndexBuildConfig, manifest: Manifest) -> IndexInfo:
+    start = time.perf_counter()
+    old = read_info(out_dir)
+    check_against_manifest(old, manifest, where=str(out_dir / INDEX_JSON))
+    if old.on_disk or old.modality != cfg.modality or old.metric != cfg.metric:
+        raise ValueError(f"{out_dir / INDEX_JSON}: cannot append: the index is on_disk={old.on_disk}, "
+                         f"modality={old.modality!r}, metric={old.metric!r}; asked for modality="
+                         f"{cfg.modality!r}, metric={cfg.metric!r} (on-disk indices are rebuilt, not appended)")
+    _check_indexed_shards(old, manifest, out_dir)
+    indexed = {s.name for s in old.shards}
+    new = [r.name for r in manifest.records(cfg.modality) if r.name not in indexed]
+    if not new:
+        log.info("append: every shard of %s is already in %s", cfg.modality, out_dir)
+        return old
+    find_duplicate_ids(emb_dir, cfg.modality, manifest=manifest)
+    index, _ = load_index(out_dir)
+    add_shards(index, emb_dir, cfg.modality, new, manifest, cfg.batch_rows)
+    shards = sorted(indexed | set(new))
+    tuning = tune_on_queries(index, emb_dir, cfg, manifest, shards)
+    choice = FactoryChoice(old.factory, old.estimated_bytes, old.auto_reason or "explicit factory")
+    info = _info(cfg, choice, old.id_map, index, emb_dir, manifest, shards, old.training, tuning)
+    info = dataclasses.replace(info, auto_reason=old.auto_reason,
+                               estimated_bytes=estimate_bytes(old.factory, index.ntotal, old.dim))
+    _clear_commit_marker(out_dir)
+    return _commit(out_dir, None, index, info, start)
+
+
+def _check_indexed_shards(old: IndexInfo, manifest: Manifest, out_dir: Path) -> None:
+    for shard in old.shards:
+        record = manifest.shard(old.modality, shard.name)
+        if record is None or record.sha256 != shard.sha256:
+            found = record.sha256 if record else "no such shard"
+            raise ValueError(f"{out_dir / INDEX_JSON}: shard {old.modality}/{shard.name} was indexed with sha256 "
+                             f"{shard.sha256}, the manifest now has {found}; rebuild the index (without --append)")
+
+
+def tune_on_queries(index: faiss.Index, emb_dir: Path, cfg: IndexBuildConfig, manifest: Manifest,
+                    shards: list[str], k: int = 10) -> TuneResult:
+    """Tune on a uniform sample of the other modality (or held-out self-queries) vs exact search."""
+    other = OTHER_MODALITY.get(cfg.modality)
+    seed = cfg.seed + 1  # independent of the training sample
+    if other and manifest.rows(other) > 0:
+        query_ids, queries = read_sample(emb_dir, other, manifest, cfg.tune_queries, seed)
+        source, exclude = f"{other} (cross-modal queries, uniform sample)", None
+    else:
+        query_ids, queries = read_sample(emb_dir, cfg.modality, manifest, cfg.tune_queries, seed, shards)
+        source, exclude = f"{cfg.modality} (held-out self-queries, own id removed)", query_ids
+    extra = 0 if exclude is None else 1
+    batches = iter_embeddings(emb_dir, cfg.modality, cfg.batch_rows, shards, manifest)
+    scores, truth = exact_search_stream(queries, batches, k + extra, cfg.metric)
+    truth = drop_self(truth, scores, exclude, k)[1]
+    return tune(index, np.ascontiguousarray(queries), truth, cfg.target_recall, source, exclude, k)
+
+
+def _info(cfg: IndexBuildConfig, choice: FactoryChoice, id_map: str | None, index: faiss.Index, emb_dir: Path,
+          manifest: Manifest, shards: list[str], training: dict, tuning: TuneResult) -> IndexInfo:
+    records = [manifest.shard(cfg.modality, name) for name in shards]
+    return IndexInfo(
+        factory=choice.factory, metric=cfg.metric, dim=manifest.dim, ntotal=int(index.ntotal),
+        modality=cfg.modality, index_bytes=0, id_map=id_map, on_disk=choice.on_disk,
+        embeddings=EmbeddingsRef(path=str(emb_dir.resolve()), manifest_sha256=manifest_sha256(emb_dir),
+                                 model_fingerprint=manifest.model.fingerprint, dtype=manifest.dtype,
+                                 normalized=manifest.normalized),
+        shards=tuple(IndexedShard(r.name, r.sha256, r.rows) for r in records),
+        search_params=dict(tuning.params), auto_reason=choice.reason if cfg.factory == "auto" else None,
+        estimated_bytes=choice.bytes, training=training, tuning=tuning.to_json(),
+        faiss_version=faiss.__version__, device=cfg.device, seed=cfg.seed)
+
+
+def _clear_commit_marker(out_dir: Path) -> None:
+    (out_dir / INDEX_JSON).unlink(missing_ok=True)
+
+
+def _commit(out_dir: Path, staging: Path | None, index: faiss.Index, info: IndexInfo, start: float) -> IndexInfo:
+    """Write index.faiss (+ index.ivfdata) atomically, then index.json with the final size and build time."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if staging is not None and (staging / IVF_DATA).exists():
+        (staging / IVF_DATA).replace(out_dir / IVF_DATA)
+    elif not info.on_disk:
+        (out_dir / IVF_DATA).unlink(missing_ok=True)  # left by an earlier on-disk build in this folder
+    with atomic_path(out_dir / INDEX_FAISS) as tmp:
+        faiss.write_index(index, str(tmp))
+    info = dataclasses.replace(info, index_bytes=(out_dir / INDEX_FAISS).stat().st_size,
+                               build_seconds=round(time.perf_counter() - start, 3))
+    write_info(out_dir, info)
+    log.info("wrote %s: %s, ntotal %d, recall@10 %.4f", out_dir, info.factory, info.ntotal,
+             info.tuning.get("recall_at_10", float("nan")))
+    return info
+
+
+__all__ = ["build_index", "plan_factory", "tune_on_queries"]
