@@ -250,3 +250,21 @@ def test_existing_output_is_not_overwritten_by_default(tmp_path):
 def test_config_errors_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         ShapesRefConfig(**{field: value}).validate()
+
+
+def test_only_some_splits_equal_the_full_datasets_splits(tmp_path):
+    from hrem.data.cache import ensure_shapesref
+    from hrem.data.readers import read_karpathy
+
+    config = ShapesRefConfig(train=12, dev=4, test=4, size=64, seed=5)
+    generate_shapesref(tmp_path / "full", config)
+    only = ensure_shapesref(tmp_path / "only", train=12, dev=4, test=4, size=64, seed=5, splits=("test",))
+    drawn = sorted(p.name for p in (only / "images").iterdir())
+    assert len(drawn) == 4 and drawn[0] == "000016.png"  # imgids continue after train + val
+    for name in drawn:
+        assert (only / "images" / name).read_bytes() == (tmp_path / "full" / "images" / name).read_bytes()
+    full, part = (read_karpathy(root / "dataset_shapesref.json", root, "test") for root in (tmp_path / "full", only))
+    assert full.captions == part.captions and list(full.image_ids) == list(part.image_ids)
+    with pytest.raises(Exception, match="train"):
+        read_karpathy(only / "dataset_shapesref.json", only, "train")
+    assert ensure_shapesref(tmp_path / "full", train=12, dev=4, test=4, size=64, seed=5, splits=("test",)) == tmp_path / "full"

@@ -5,7 +5,7 @@ import json
 import logging
 from pathlib import Path
 
-from hrem.data.shapes.generate import FORMAT, VERSION, ShapesRefConfig, generate_shapesref, metadata
+from hrem.data.shapes.generate import FORMAT, SPLITS, VERSION, ShapesRefConfig, generate_shapesref, metadata
 
 log = logging.getLogger(__name__)
 
@@ -13,20 +13,26 @@ DEFAULT_CACHE_ROOT = Path("hrem-out") / "cache"
 MATCHED_KEYS = ("format", "version", "seed", "size", "splits")
 
 
-def default_shapesref_dir(config: ShapesRefConfig, root: str | Path = DEFAULT_CACHE_ROOT) -> Path:
-    """hrem-out/cache/shapesref-<params>, e.g. shapesref-v1-s128-seed0-8000-1000-1000."""
+def default_shapesref_dir(config: ShapesRefConfig, root: str | Path = DEFAULT_CACHE_ROOT,
+                          splits: tuple[str, ...] = SPLITS) -> Path:
+    """hrem-out/cache/shapesref-<params>, e.g. shapesref-v1-s128-seed0-8000-1000-1000 (+ -only-test)."""
     name = f"shapesref-v{VERSION}-s{config.size}-seed{config.seed}-{config.train}-{config.dev}-{config.test}"
+    if set(splits) != set(SPLITS):
+        name += "-only-" + "-".join(s for s in SPLITS if s in splits)
     return Path(root) / name
 
 
-def _matches(folder: Path, config: ShapesRefConfig) -> bool:
+def _matches(folder: Path, config: ShapesRefConfig, splits: tuple[str, ...] = SPLITS) -> bool:
+    """The folder holds these parameters and at least the wanted splits."""
     meta_path = folder / "shapesref.json"
     try:
         found = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     wanted = metadata(config)
-    return isinstance(found, dict) and all(found.get(k) == wanted[k] for k in MATCHED_KEYS)
+    if not isinstance(found, dict) or not all(found.get(k) == wanted[k] for k in MATCHED_KEYS):
+        return False
+    return set(splits) <= set(found.get("generated_splits", SPLITS))
 
 
 def _is_replaceable(folder: Path) -> bool:
@@ -40,24 +46,32 @@ def _is_replaceable(folder: Path) -> bool:
 
 
 def ensure_shapesref(cache_dir: str | Path | None = None, *, train: int = 8000, dev: int = 1000, test: int = 1000,
-                     size: int = 128, seed: int = 0, workers: int | None = None) -> Path:
+                     size: int = 128, seed: int = 0, workers: int | None = None,
+                     splits: tuple[str, ...] = SPLITS) -> Path:
     """The ShapesRef folder for these parameters: `cache_dir` (default: default_shapesref_dir) when its
-    shapesref.json matches them, else (re)generated there atomically."""
+    shapesref.json matches them, else (re)generated there atomically.
+
+    `splits` (on-disk names) asks for only some splits, e.g. ("test",) for the embedded demo: the full
+    dataset's folder is reused when it exists, else only those splits are drawn (same imgids and pixels).
+    """
     config = ShapesRefConfig(train=train, dev=dev, test=test, size=size, seed=seed)
     config.validate()
-    folder = Path(cache_dir) if cache_dir is not None else default_shapesref_dir(config)
-    if folder.is_dir() and _matches(folder, config):
-        log.info("ShapesRef: reusing %s", folder)
-        return folder
+    candidates = [Path(cache_dir)] if cache_dir is not None else [default_shapesref_dir(config),
+                                                                   default_shapesref_dir(config, splits=splits)]
+    for candidate in candidates:
+        if candidate.is_dir() and _matches(candidate, config, splits):
+            log.info("ShapesRef: reusing %s", candidate)
+            return candidate
+    folder = candidates[-1]
     if folder.exists() and not (folder.is_dir() and _is_replaceable(folder)):
         raise ValueError(f"{folder}: exists and is not a ShapesRef folder (no shapesref.json with format "
                               f"{FORMAT!r}); refusing to overwrite it, choose another cache directory")
-    log.info("ShapesRef: generating %d images (%dpx, seed %d) into %s", config.total, size, seed, folder)
+    log.info("ShapesRef: generating splits %s (%dpx, seed %d) into %s", list(splits), size, seed, folder)
     try:
-        generate_shapesref(folder, config, workers=workers, overwrite=folder.exists())
+        generate_shapesref(folder, config, workers=workers, overwrite=folder.exists(), splits=splits)
     except OSError:
         # Another process may have finished the same folder first; its result is as good as ours.
-        if folder.is_dir() and _matches(folder, config):
+        if folder.is_dir() and _matches(folder, config, splits):
             return folder
         raise
     return folder

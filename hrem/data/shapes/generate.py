@@ -72,11 +72,14 @@ class GenerationSummary:
         return self.counts["images"] / max(self.seconds, 1e-9)
 
 
-def _tasks(root: Path, config: ShapesRefConfig, chunk: int) -> list[ChunkTask]:
-    splits = [s for s, n in config.split_counts().items() for _ in range(n)]   # imgid = position
-    return [ChunkTask(root, config.seed, config.size, tuple(range(start, min(start + chunk, len(splits)))),
-                      tuple(splits[start:start + chunk]))
-            for start in range(0, len(splits), chunk)]
+def _tasks(root: Path, config: ShapesRefConfig, chunk: int, only: tuple[str, ...]) -> list[ChunkTask]:
+    # imgid = position over all splits, also when only some splits are drawn: an image's content depends
+    # on (seed, imgid, size), so a test-only folder holds exactly the test split of the full dataset.
+    wanted = [(i, s) for i, s in enumerate(s for s, n in config.split_counts().items() for _ in range(n))
+              if s in only]
+    return [ChunkTask(root, config.seed, config.size, tuple(i for i, _ in wanted[start:start + chunk]),
+                      tuple(s for _, s in wanted[start:start + chunk]))
+            for start in range(0, len(wanted), chunk)]
 
 
 def _start_method() -> str:
@@ -97,8 +100,8 @@ def _write_compact(path: Path, obj: dict) -> None:
     write_text_atomic(path, json.dumps(obj, separators=(",", ":")) + "\n")
 
 
-def _write_json(root: Path, config: ShapesRefConfig, records: list[dict]) -> dict:
-    by_split = {s: [r for r in records if r["split"] == s] for s in SPLITS}
+def _write_json(root: Path, config: ShapesRefConfig, records: list[dict], only: tuple[str, ...]) -> dict:
+    by_split = {s: [r for r in records if r["split"] == s] for s in SPLITS if s in only}
     _write_compact(root / "dataset_shapesref.json",
                       {"dataset": "shapesref", "images": [karpathy_entry(r) for r in records]})
     for split, items in by_split.items():
@@ -107,18 +110,18 @@ def _write_json(root: Path, config: ShapesRefConfig, records: list[dict]) -> dic
     counts = {"images": len(records), "objects": sum(len(r["objects"]) for r in records),
               "expressions": sum(len(r["expressions"]) for r in records),
               "captions": sum(len(r["captions"]) for r in records)}
-    write_json_atomic(root / "shapesref.json", metadata(config, counts))
+    write_json_atomic(root / "shapesref.json", metadata(config, counts, only))
     return counts
 
 
-def metadata(config: ShapesRefConfig, counts: dict | None = None) -> dict:
+def metadata(config: ShapesRefConfig, counts: dict | None = None, only: tuple[str, ...] = SPLITS) -> dict:
     """shapesref.json: the parameters that decide the content (compared by the cache), then facts."""
     offsets, start = {}, 0
     for split, n in config.split_counts().items():
         offsets[split] = [start, start + n]
         start += n
     return {"format": FORMAT, "version": VERSION, "seed": config.seed, "size": config.size,
-            "splits": config.split_counts(), "imgid_ranges": offsets, "config": to_dict(config),
+            "splits": config.split_counts(), "generated_splits": list(only), "imgid_ranges": offsets, "config": to_dict(config),
             "ref_id_rule": f"ref_id = imgid * {REF_STRIDE} + object index; mask file masks/<ref_id:07d>.png",
             "counts": counts or {}, "vocabulary": vocabulary_json()}
 
@@ -136,13 +139,18 @@ def _replace_dir(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def generate_shapesref(out: str | Path, config: ShapesRefConfig = ShapesRefConfig(), workers: int | None = None,
-                       overwrite: bool = False, chunk: int = CHUNK) -> GenerationSummary:
+                       overwrite: bool = False, chunk: int = CHUNK,
+                       splits: tuple[str, ...] = SPLITS) -> GenerationSummary:
     """Write the dataset folder `out`; return counts and timing.
 
     workers=None: one process per CPU, or none for small datasets; `chunk` images per pool task. Neither
-    changes a byte of the output.
+    changes a byte of the output. `splits` (on-disk names) draws only those splits, with the same imgids
+    and content as in the full dataset (the embedded demo needs only "test").
     """
     config.validate()
+    if not splits or any(s not in SPLITS for s in splits):
+        raise ValueError(f"splits: expected a non-empty subset of {list(SPLITS)}, found {list(splits)}")
+    splits = tuple(s for s in SPLITS if s in splits)
     out = Path(out)
     if out.exists() and not overwrite:
         raise ValueError(f"{out}: already exists; pass overwrite=True (--overwrite) to replace it")
@@ -156,8 +164,8 @@ def generate_shapesref(out: str | Path, config: ShapesRefConfig = ShapesRefConfi
     try:
         for sub in ("images", "masks", "refs", "scenes"):
             (tmp / sub).mkdir(parents=True)
-        records = _render_all(_tasks(tmp, config, chunk), workers)
-        counts = _write_json(tmp, config, records)
+        records = _render_all(_tasks(tmp, config, chunk, splits), workers)
+        counts = _write_json(tmp, config, records, splits)
         _replace_dir(tmp, out, overwrite)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
