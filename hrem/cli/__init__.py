@@ -18,6 +18,15 @@ from hrem.utils.logging import setup_logging
 # (torch, faiss) happen inside each command's function.
 COMMAND_MODULES = (
     "hrem.cli.data",
+    "hrem.cli.train",
+    "hrem.cli.evaluate",
+    "hrem.cli.index",
+    "hrem.cli.embed",
+    "hrem.cli.search",
+    "hrem.cli.ground",
+    "hrem.cli.serve",
+    "hrem.cli.convert",
+    "hrem.cli.models",
 )
 
 log = logging.getLogger("hrem")

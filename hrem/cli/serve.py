@@ -1,0 +1,124 @@
+"""`hrem serve`: load the index, the query encoder and (optionally) the grounding model once, then serve the
+page and the JSON API with uvicorn.
+
+This module is where the layers meet: `hrem.serve` (the web app) and `hrem.pipeline` (Searcher, grounding)
+are siblings that do not import each other, so the entry point wires them together (`create_app`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEMO_INDEX = Path("hrem-out/demo/index")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="web page + JSON API for search with grounding",
+        description="Serve a search page and a JSON API (/api/search?q=&k=, /api/image/{id}, /api/ground?id=&q=, "
+                    "/healthz) over an index built by `hrem index`. Without --index it serves the embedded "
+                    "demo (hrem-out/demo/index; built first with the shipped demo checkpoint when missing). "
+                    "Needs the serve extra: pip install 'hrem[serve]'.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--index", default=None, help="index directory or folder with images/ + captions/ "
+                                                       "(default: the embedded demo)")
+    parser.add_argument("--grounding", default=None, help="grounding run directory (default: the shipped demo "
+                                                           "grounding model when present; 'none' disables)")
+    parser.add_argument("--model", default=None, help="retrieval run directory (default: recorded at embed time)")
+    parser.add_argument("--corpus-root", default=None, help="folder the image keys are relative to "
+                                                             "(default: recorded in the embeddings manifest)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 exposes it)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--mmap", action="store_true", help="memory-map the FAISS index instead of reading it")
+    parser.add_argument("--device", default="cpu", help="auto, cpu or cuda:N for the models")
+    parser.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for")
+    parser.add_argument("--max-query-chars", type=int, default=300, help="longest query text accepted")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per model call before 504")
+    parser.add_argument("--workers", type=int, default=1, help="threads running model calls")
+    parser.add_argument("--queue", type=int, default=32, help="model calls that may wait; beyond -> 503")
+    parser.add_argument("--max-connections", type=int, default=256, help="open connections before uvicorn "
+                                                                         "answers 503")
+    parser.set_defaults(func=run)
+
+
+def search_function(searcher: Any):
+    def search(query: str, k: int) -> list[dict[str, Any]]:
+        return [hit.as_dict() for hit in searcher.search_text([query], k=k)[0]]
+    return search
+
+
+def grounding_function(run_dir: Path, device: Any):
+    """(image_path, query) -> {"box", "score", "mask"} through the grounding stage (hrem.pipeline.ground)."""
+    from hrem.pipeline.ground import Grounder
+
+    grounder = Grounder.load(run_dir, device=device, batch_size=1)
+
+    def ground(image_path: Path, query: str) -> dict[str, Any]:
+        result = grounder.ground([image_path], [query])[0].as_dict()
+        return {"box": result["box"], "score": result["score"], "mask": result["mask_rle"]}
+    return ground
+
+
+def default_grounding_run() -> Path | None:
+    from hrem.pipeline.ground import DEMO_GROUNDING_DIR
+
+    return DEMO_GROUNDING_DIR if (DEMO_GROUNDING_DIR / "model.safetensors").is_file() else None
+
+
+def create_app(index_dir: str | Path, grounding_run: str | Path | None = None, limits: Any = None,
+               model_dir: str | Path | None = None, corpus_root: str | Path | None = None, device: Any = "cpu",
+               mmap: bool = False):
+    """The FastAPI app for an index: Searcher (+ grounding model) loaded now, once."""
+    import torch
+
+    from hrem.pipeline.search import Searcher
+    from hrem.serve.app import build_app
+    from hrem.serve.backend import Backend
+
+    searcher = Searcher.load(index_dir, model_dir, device=torch.device(device), mmap=mmap)
+    if "images" not in searcher.indices:
+        raise ValueError(f"{index_dir}: no images index; the page searches images by text "
+                         f"(build one with `hrem index --modality images`)")
+    images = searcher.indices["images"]
+    ground = grounding_function(Path(grounding_run), torch.device(device)) if grounding_run else None
+    info = {"index": str(index_dir), "images": int(images.info.ntotal), "dim": int(images.dim),
+            "factory": images.info.factory, "grounding_run": str(grounding_run) if grounding_run else None}
+    backend = Backend(search_function(searcher), images.emb_dir, ground,
+                      Path(corpus_root) if corpus_root else None, info)
+    return build_app(backend, limits)
+
+
+def _resolve_index(index: str | None) -> Path:
+    if index:
+        return Path(index)
+    if not (DEMO_INDEX / "images" / "index.json").is_file():
+        from hrem.pipeline.demo import run_demo
+
+        log.info("no --index and no demo index yet: building the embedded demo under %s", DEMO_INDEX.parent)
+        run_demo()
+    return DEMO_INDEX
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hrem.serve.limits import ServeLimits
+    from hrem.utils.device import resolve_device
+
+    limits = ServeLimits(max_k=args.max_k, default_k=min(20, args.max_k), max_query_chars=args.max_query_chars,
+                         timeout_s=args.timeout, workers=args.workers, queue=args.queue)
+    grounding = None if args.grounding == "none" else (args.grounding or default_grounding_run())
+    if grounding is None:
+        log.warning("no grounding model: results are served without box/mask (pass --grounding RUN)")
+    app = create_app(_resolve_index(args.index), grounding, limits, args.model, args.corpus_root,
+                     resolve_device(args.device), args.mmap)
+    log.info("serving on http://%s:%d/", args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5,
+                limit_concurrency=args.max_connections, h11_max_incomplete_event_size=16 * 1024)
+    return 0

@@ -1,0 +1,103 @@
+"""The embed job: a corpus -> the embeddings directory of PRODUCT.md (Parquet shards + manifest.json +
+failures.parquet), streaming shard by shard, resumable after a kill at any moment.
+
+    summary = run_embed(EmbedConfig(data="shapes/", model="run/", out="emb/"))
+
+Steps: open the input (`embed_sources`), plan shards (`embed_plan`), open or resume the manifest
+(`embed_manifest`; a different model or input in the same --out is refused unless --overwrite), run the
+pending shard tasks on the chosen engine (`engines`), recording each finished shard atomically. Memory is
+bounded by one shard (plus 8 bytes per input row for the id uniqueness check), whatever the corpus size.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from hrem.pipeline.embed_config import EmbedConfig
+from hrem.pipeline.embed_manifest import JobIdentity, open_manifest, pending_tasks, record_result
+from hrem.pipeline.embed_model import model_identity
+from hrem.pipeline.embed_plan import plan_shards, plan_summary
+from hrem.pipeline.embed_runner import ShardResult
+from hrem.pipeline.embed_sources import input_fingerprint, open_sources
+from hrem.pipeline.engines import run_tasks
+from hrem.store import Manifest, read_failures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedSummary:
+    out: Path
+    manifest: Manifest
+    shards_written: int
+    shards_skipped: int
+    failures: int
+    truncated_captions: int
+    seconds: float
+    items_embedded: int           # items processed by this run (skipped shards excluded)
+
+    @property
+    def items_per_second(self) -> float:
+        return self.items_embedded / self.seconds if self.seconds > 0 else 0.0
+
+    def lines(self) -> list[str]:
+        totals = ", ".join(f"{m}: {n}" for m, n in self.manifest.totals().items())
+        return [f"embeddings: {self.out}  ({totals}; dim {self.manifest.dim}, {self.manifest.dtype})",
+                f"shards: {self.shards_written} written, {self.shards_skipped} already complete (skipped); "
+                f"failures: {self.failures} (failures.parquet); captions at the token limit: "
+                f"{self.truncated_captions}",
+                f"time: {self.seconds:.1f} s, {self.items_per_second:.1f} items/s"]
+
+
+def _absolute(cfg: EmbedConfig) -> EmbedConfig:
+    """Absolute paths, so Ray actors (other working directories) see the same files."""
+    def fix(p: str | None) -> str | None:
+        return None if p is None else str(Path(p).expanduser().resolve())
+    return dataclasses.replace(cfg, data=fix(cfg.data), model=fix(cfg.model), out=fix(cfg.out),
+                               image_root=fix(cfg.image_root))
+
+
+def job_identity(cfg: EmbedConfig, input_fp: str) -> JobIdentity:
+    ident = model_identity(cfg.model)
+    card = ident.card
+    return JobIdentity(ident.fingerprint, ident.card_sha256, ident.weights_sha256, card.name, cfg.model,
+                       int(card.embed_size), cfg.dtype, bool(getattr(card.head, "normalize", True)), input_fp)
+
+
+def run_embed(cfg: EmbedConfig, show_progress: bool = True) -> EmbedSummary:
+    start = time.perf_counter()
+    cfg = _absolute(cfg)
+    out = Path(cfg.out)
+    sources = open_sources(cfg)
+    counts = {m: s.count for m, s in sources.items()}
+    sizes = {m: cfg.shard_size(m) for m in sources}
+    ident = job_identity(cfg, input_fingerprint(cfg, sources))
+    extra = {"plan": plan_summary(counts, sizes), "source": next(iter(sources.values())).describe,
+             "model_dir": cfg.model}
+    manifest = open_manifest(out, ident, extra, cfg.overwrite)
+    tasks = plan_shards(counts, sizes)
+    todo = pending_tasks(out, manifest, tasks)
+    done_rows = sum(t.rows for t in tasks) - sum(t.rows for t in todo)
+    log.info("%s: %d shard(s) planned, %d complete, %d to embed (engine %s)", out, len(tasks),
+             len(tasks) - len(todo), len(todo), cfg.engine)
+    state = {"manifest": manifest, "truncated": 0}
+    bar = tqdm(total=sum(counts.values()), initial=done_rows, unit="item", desc="embed",
+               disable=not show_progress, dynamic_ncols=True)
+
+    def on_result(result: ShardResult) -> None:
+        state["manifest"] = record_result(out, state["manifest"], result)
+        bar.set_postfix_str(f"{result.task.modality}/{result.task.name}")
+
+    kwargs = {"sources": sources} if cfg.engine == "local" else {}
+    with bar:
+        run_tasks(cfg.engine, cfg, todo, on_result, bar.update, **kwargs)
+    final: Manifest = state["manifest"]
+    stats = final.extra.get("shard_stats", {})
+    truncated = sum(s.get("truncated", 0) for m in stats.values() for s in m.values())
+    return EmbedSummary(out, final, len(todo), len(tasks) - len(todo), read_failures(out).num_rows, truncated,
+                        time.perf_counter() - start, sum(t.rows for t in todo))

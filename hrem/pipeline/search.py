@@ -1,0 +1,202 @@
+"""`Searcher`: text or image queries -> the model that made the index -> FAISS -> ids, scores, metadata.
+
+    searcher = Searcher.load("hrem-out/demo/index")              # model dir from the embeddings manifest
+    hits = searcher.search_text(["a red circle left of a blue square"], k=5)
+    hits[0][0].id, hits[0][0].score, hits[0][0].key, hits[0][0].metadata
+    hits = searcher.search_text(["two green triangles"], k=5, filter=pc.field("split") == "test")
+    hits = searcher.search_image(["img.png"], k=5)                # against the captions index
+
+Index layout accepted by `load`: an index directory (`index.json` + `index.faiss`, built by `hrem index`
+over one modality), or a folder holding `images/` and/or `captions/` index directories (what the demo
+writes). Text queries search the images index; image queries search the captions index.
+
+Loading validates, with errors naming the files: each index against its index.json and the embeddings
+manifest (hrem.index.load_index: model fingerprint, dim, file size); every shard recorded in index.json
+is still in the manifest with the same checksum (else the index is stale); the query model's fingerprint
+and dim equal those recorded at embed time.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import torch
+
+from hrem.data.batch import ImageBatch
+from hrem.data.collate import collate_images
+from hrem.index import VectorSearcher
+from hrem.index.info import INDEX_JSON, read_info
+from hrem.pipeline.embed_model import LoadedModel, load_model
+from hrem.pipeline.search_eval import index_dirs
+from hrem.store import load_manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    id: int
+    score: float
+    key: str
+    metadata: dict[str, Any] = field(default_factory=dict)   # image_id (captions) + pass-through columns
+    grounding: Any = None   # hrem.pipeline.ground.Grounding (box, score, mask) with search_text(ground=True)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {"id": self.id, "score": self.score, "key": self.key, **self.metadata}
+        if self.grounding is not None:
+            out["grounding"] = self.grounding.as_dict()   # {"box": [x1, y1, x2, y2], "score", "mask_rle"}
+        return out
+
+
+def parse_filter(expression: str | None) -> pc.Expression | None:
+    """A pyarrow expression from text, e.g. "pc.field('split') == 'test'" (pc, ds and field in scope)."""
+    if not expression:
+        return None
+    try:
+        # The expression is the caller's own input (like a SQL WHERE typed at a prompt); builtins stay
+        # available because pyarrow needs __import__ when it converts Python scalars.
+        value = eval(expression, {"pc": pc, "ds": ds, "field": pc.field})
+    except Exception as exc:  # noqa: BLE001 -- report any syntax/name error as a usage error
+        raise ValueError(f"--filter {expression!r}: not a valid pyarrow expression ({exc})") from None
+    if not isinstance(value, pc.Expression):
+        raise ValueError(f"--filter {expression!r}: expected a pyarrow expression, found {type(value).__name__}")
+    return value
+
+
+def check_index_current(searcher: VectorSearcher, where: Path) -> None:
+    """Every shard in index.json must still be in the manifest with the same checksum."""
+    manifest = load_manifest(searcher.emb_dir)
+    for shard in searcher.info.shards:
+        record = manifest.shard(searcher.modality, shard.name)
+        if record is None or record.sha256 != shard.sha256:
+            found = "missing" if record is None else f"sha256 {record.sha256}"
+            raise ValueError(f"{where / INDEX_JSON}: shard {searcher.modality}/{shard.name} was indexed with "
+                             f"sha256 {shard.sha256}, the embeddings manifest has {found}; the index is stale, "
+                             f"rebuild it with `hrem index`")
+    if manifest.rows(searcher.modality) != searcher.info.ntotal:
+        log.warning("%s: the index holds %d of the %d embedded %s; `hrem index --append` adds the rest", where,
+                    searcher.info.ntotal, manifest.rows(searcher.modality), searcher.modality)
+
+
+class Searcher:
+    def __init__(self, model: LoadedModel, indices: dict[str, VectorSearcher], device: torch.device,
+                 grounding_model: str | Path | None = None, image_root: str | Path | None = None) -> None:
+        self.model = model
+        self.indices = indices
+        self.device = device
+        self.grounding_model = grounding_model   # grounding run dir; None = the shipped demo grounding model
+        self.image_root = Path(image_root) if image_root else None   # None = the folder the embeddings came from
+        self._grounder = None                     # loaded on the first search_text(ground=True)
+
+    @classmethod
+    def load(cls, index_dir: str | Path, model_dir: str | Path | None = None,
+             device: torch.device | str = "cpu", mmap: bool = False,
+             grounding_model: str | Path | None = None, image_root: str | Path | None = None) -> Searcher:
+        indices = {}
+        for modality, path in index_dirs(index_dir).items():
+            # checks index.json, the index file's size, and the manifest's model fingerprint and dim
+            searcher = VectorSearcher(path, emb_dir=read_info(path).embeddings.path, mmap=mmap)
+            check_index_current(searcher, path)
+            indices[modality] = searcher
+        fingerprints = {s.info.embeddings.model_fingerprint for s in indices.values()}
+        if len(fingerprints) != 1:
+            raise ValueError(f"{index_dir}: the indices were built from different models: {sorted(fingerprints)}")
+        first = next(iter(indices.values()))
+        model_dir = Path(model_dir) if model_dir else _recorded_model_dir(first)
+        model = load_model(model_dir, torch.device(device))
+        expected = first.info.embeddings.model_fingerprint
+        if model.fingerprint != expected:
+            raise ValueError(f"{model_dir}: model fingerprint {model.fingerprint} differs from the one that made "
+                             f"the index ({expected}, {first.emb_dir}/manifest.json); queries would land in "
+                             f"another embedding space -- use the same model or re-embed")
+        if model.dim != first.dim:
+            raise ValueError(f"{model_dir}: embedding dim {model.dim}, the index has dim {first.dim}")
+        return cls(model, indices, torch.device(device), grounding_model, image_root)
+
+    # -- encoding -----------------------------------------------------------------------------------
+    def encode_text(self, queries: Sequence[str]) -> np.ndarray:
+        if isinstance(queries, str) or not queries:
+            raise ValueError("queries: expected a non-empty list of strings")
+        empty = [i for i, q in enumerate(queries) if not str(q).strip()]
+        if empty:
+            raise ValueError(f"queries: empty query text at position(s) {empty}")
+        tokens = self.model.tokenizer(list(queries)).to(self.device)
+        with torch.inference_mode():
+            return self.model.model.encode_text(tokens).float().cpu().numpy()
+
+    def encode_images(self, images: Sequence[Any]) -> np.ndarray:
+        """Paths / PIL images / uint8 arrays (grid models) or [R, F] region features (region models)."""
+        if self.model.preprocess is not None:
+            tensors = [self.model.preprocess(image) for image in images]
+        else:
+            tensors = [torch.as_tensor(np.asarray(f, dtype=np.float32)) for f in images]
+            bad = [i for i, t in enumerate(tensors) if t.dim() != 2 or t.shape[1] != self.model.feature_dim]
+            if bad:
+                raise ValueError(f"images: region features must be [R, {self.model.feature_dim}]; "
+                                 f"positions {bad} are not")
+        batch: ImageBatch = collate_images(tensors)
+        with torch.inference_mode():
+            return self.model.model.encode_image(batch.to(self.device)).float().cpu().numpy()
+
+    # -- search -------------------------------------------------------------------------------------
+    def search_text(self, queries: Sequence[str], k: int = 10, filter: Any = None, ground: bool = False,
+                    visualize: str | Path | None = None) -> list[list[SearchHit]]:
+        """Images for each text query. `ground=True` grounds the query in every retrieved image (hit.grounding:
+        box, score, mask); `visualize=DIR` also writes overlay PNGs there."""
+        hits = self.search_vectors(self.encode_text(queries), "images", k, filter)
+        return self.ground_hits(queries, hits, visualize) if ground or visualize else hits
+
+    def ground_hits(self, queries: Sequence[str], hits: list[list[SearchHit]],
+                    visualize: str | Path | None = None) -> list[list[SearchHit]]:
+        from hrem.pipeline.ground import Grounder, ground_results, search_image_root, write_result_overlays
+
+        if self._grounder is None:
+            self._grounder = Grounder.load(self.grounding_model, device=self.device)
+        root = self.image_root or search_image_root(self.indices["images"].emb_dir)
+        keys = [[hit.key for hit in row] for row in hits]
+        found = ground_results(self._grounder, queries, keys, root)
+        if visualize:
+            written = write_result_overlays(visualize, queries, keys, found, root)
+            log.info("wrote %d overlay(s) to %s", len(written), visualize)
+        return [[dataclasses.replace(h, grounding=g) for h, g in zip(row, gs)] for row, gs in zip(hits, found)]
+
+    def search_image(self, images: Sequence[Any], k: int = 10, filter: Any = None) -> list[list[SearchHit]]:
+        """Captions for each image query (needs a captions index)."""
+        return self.search_vectors(self.encode_images(images), "captions", k, filter)
+
+    def search_vectors(self, vectors: np.ndarray, modality: str, k: int = 10,
+                       filter: Any = None) -> list[list[SearchHit]]:
+        if modality not in self.indices:
+            raise ValueError(f"no {modality} index loaded (have {sorted(self.indices)}); build one with "
+                             f"`hrem index --modality {modality}`")
+        index = self.indices[modality]
+        results = index.search_lists(vectors, k, filter)
+        all_ids = np.concatenate([ids for _, ids in results]) if results else np.zeros(0, np.int64)
+        rows = index.metadata(all_ids).to_pylist() if all_ids.size else []
+        hits, offset = [], 0
+        for scores, ids in results:
+            chunk = rows[offset:offset + len(ids)]
+            offset += len(ids)
+            hits.append([_hit(row, float(score)) for row, score in zip(chunk, scores)])
+        return hits
+
+
+def _hit(row: dict[str, Any], score: float) -> SearchHit:
+    row = dict(row)
+    return SearchHit(int(row.pop("id")), score, str(row.pop("key")), row)
+
+
+def _recorded_model_dir(searcher: VectorSearcher) -> Path:
+    manifest = load_manifest(searcher.emb_dir)
+    recorded = manifest.extra.get("model_dir")
+    if not recorded or not Path(recorded).is_dir():
+        raise FileNotFoundError(f"{searcher.emb_dir}/manifest.json: no usable model directory recorded "
+                                f"(found {recorded!r}); pass the run directory with --model")
+    return Path(recorded)
