@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from hrem.utils.paths import ASSETS_DIR
 
@@ -24,9 +23,15 @@ DEMO_OUT = Path("hrem-out/demo")
 EXAMPLE_QUERIES = ("a red circle left of a blue square", "two green triangles")
 
 
-def _read_modality(emb: Path, modality: str) -> pa.Table:
-    files = sorted((emb / modality).glob("part-*.parquet"))
-    return pa.concat_tables([pq.read_table(f) for f in files])
+def _read_modality(emb: Path, modality: str) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+    """(ids, float32 vectors, metadata rows in the same order) of one modality, through hrem.store (the
+    demo split is small enough to hold)."""
+    from hrem.store import iter_embeddings, read_metadata
+
+    batches = list(iter_embeddings(emb, modality))
+    ids = np.concatenate([b[0] for b in batches])
+    vectors = np.concatenate([b[1] for b in batches]).astype(np.float32, copy=False)
+    return ids, vectors, read_metadata(emb, modality, ids)
 
 
 def exact_and_ann(emb: Path, index_root: Path) -> tuple[dict, dict]:
@@ -34,10 +39,8 @@ def exact_and_ann(emb: Path, index_root: Path) -> tuple[dict, dict]:
     from hrem.eval import evaluate_retrieval
     from hrem.pipeline.search_eval import evaluate_with_index
 
-    images, captions = _read_modality(emb, "images"), _read_modality(emb, "captions")
-    img = np.stack(images.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
-    cap = np.stack(captions.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
-    image_ids = np.asarray(images.column("id").to_pylist(), np.int64)
+    image_ids, img, _ = _read_modality(emb, "images")
+    _, cap, captions = _read_modality(emb, "captions")
     row_of = {int(i): r for r, i in enumerate(image_ids)}
     caption_image = np.asarray([row_of[int(i)] for i in captions.column("image_id").to_pylist()], np.int64)
     exact = evaluate_retrieval(img, cap, caption_image, ("all",))["all"]
@@ -50,7 +53,7 @@ def print_examples(index_root: Path, emb: Path, queries=EXAMPLE_QUERIES, k: int 
     from hrem.pipeline.search import Searcher
 
     searcher = Searcher.load(index_root)
-    captions = _read_modality(emb, "captions").select(["key", "image_id"]).to_pylist()
+    captions = _read_modality(emb, "captions")[2].select(["key", "image_id"]).to_pylist()
     by_image: dict[int, list[str]] = {}
     for row in captions:
         by_image.setdefault(int(row["image_id"]), []).append(row["key"])
