@@ -1,0 +1,51 @@
+"""`TrainConfig`: every knob of the training loop as one frozen dataclass (never an argparse Namespace).
+
+Defaults are the paper's (REFERENCE_HREM.md §3); `hrem train` fills them from the card's `train` section
+and the command line. Stopping rules: the loop ends at `epochs`, or earlier at `max_iters` total
+iterations or after `time_budget_min` minutes of training, always with a saved, resumable state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hrem.config.base import require
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 5e-4
+    backbone_lr_mult: float = 0.1            # pretrained text backbone lr = lr * this
+    graph_lr_factor: float = 1.0             # criterion (instance relation) lr = lr * this
+    weight_decay: float = 1e-4
+    epochs: int = 30
+    decay_epochs: tuple[int, ...] = (15, 25)  # lr *= decay_rate at the start of each of these epochs
+    decay_rate: float = 0.1
+    batch_size: int = 128
+    grad_clip: float = 2.0                   # max grad norm over model + criterion params; 0 = off
+    precision: str = "fp32"                  # fp32 | bf16 | fp16 (autocast; fp16 adds a grad scaler)
+    text_aug_p: float = 0.2
+    region_drop_p: float = 0.2
+    workers: int = 2
+    seed: int = 0
+    log_every: int = 10                      # iterations between metrics.jsonl step lines
+    eval_every: int = 0                      # iterations between dev evaluations; 0 = once per epoch
+    save_every: int = 0                      # iterations between resumable states; 0 = once per epoch
+    max_iters: int | None = None
+    time_budget_min: float | None = None
+    backbone_prefixes: tuple[str, ...] = ("txt_enc.bert.",)
+
+    def validate(self) -> None:
+        require(self.lr > 0, f"lr: expected > 0, found {self.lr}")
+        require(self.epochs >= 1, f"epochs: expected >= 1, found {self.epochs}")
+        require(self.batch_size >= 2, f"batch_size: expected >= 2 (the loss needs negatives), found {self.batch_size}")
+        require(self.precision in ("fp32", "bf16", "fp16"),
+                f"precision: expected fp32, bf16 or fp16, found {self.precision!r}")
+        require(0 <= self.text_aug_p <= 1, f"text_aug_p: expected in [0, 1], found {self.text_aug_p}")
+        require(0 <= self.region_drop_p < 1, f"region_drop_p: expected in [0, 1), found {self.region_drop_p}")
+        require(self.max_iters is None or self.max_iters >= 1, f"max_iters: expected >= 1, found {self.max_iters}")
+        require(self.time_budget_min is None or self.time_budget_min > 0,
+                f"time_budget_min: expected > 0, found {self.time_budget_min}")
+        require(self.workers >= 0, f"workers: expected >= 0, found {self.workers}")
+
+    def __post_init__(self) -> None:
+        self.validate()

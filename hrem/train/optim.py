@@ -1,0 +1,55 @@
+"""AdamW with HREM's parameter groups and the per-epoch step decay.
+
+Groups (REFERENCE_HREM.md §3): the pretrained text backbone at lr * backbone_lr_mult, every other
+trainable model parameter at lr, the training criterion (instance relation) at lr * graph_lr_factor.
+Frozen parameters (requires_grad False, e.g. a frozen MiniLM) are left out. The schedule is a pure
+function of the epoch, so resuming needs only the epoch number, not a pickled scheduler object.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from hrem.train.config import TrainConfig
+
+
+def _is_backbone(name: str, prefixes: Iterable[str]) -> bool:
+    return any(name.startswith(p) for p in prefixes)
+
+
+def param_groups(model: nn.Module, criterion: nn.Module, config: TrainConfig) -> list[dict]:
+    """The three groups, each with its base lr kept in 'base_lr' for the decay schedule."""
+    backbone, rest = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (backbone if _is_backbone(name, config.backbone_prefixes) else rest).append(param)
+    graph = [p for p in criterion.parameters() if p.requires_grad]
+    groups = [("backbone", backbone, config.lr * config.backbone_lr_mult),
+              ("model", rest, config.lr),
+              ("criterion", graph, config.lr * config.graph_lr_factor)]
+    return [{"name": name, "params": params, "lr": lr, "base_lr": lr} for name, params, lr in groups if params]
+
+
+def build_optimizer(model: nn.Module, criterion: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    groups = param_groups(model, criterion, config)
+    if not groups:
+        raise ValueError("nothing to train: every model and criterion parameter has requires_grad=False")
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_scale(epoch: int, config: TrainConfig) -> float:
+    """decay_rate ** (number of decay epochs already reached); epochs count from 0."""
+    return config.decay_rate ** sum(1 for e in config.decay_epochs if epoch >= e)
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig) -> None:
+    scale = lr_scale(epoch, config)
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * scale
+
+
+def trainable_params(model: nn.Module, criterion: nn.Module) -> list[torch.nn.Parameter]:
+    """What gradient clipping covers: model + criterion (as the reference)."""
+    return [p for m in (model, criterion) for p in m.parameters() if p.requires_grad]

@@ -1,0 +1,100 @@
+"""Assembling a training run from a card: model, criterion, caption dataset, collate, checkpoints.
+
+`train_config_from_card` merges the card's `train` section with explicit overrides into a TrainConfig;
+`build_trainer` creates everything through hrem.factory and returns a ready Trainer. `train_args.json`
+records the card, the config, the data and the command; resuming with a different card is refused.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from hrem.checkpoint import save_run
+from hrem.config.base import to_dict
+from hrem.data.augment import CaptionAugmenter
+from hrem.data.collate import TrainCollate
+from hrem.data.datasets import CaptionDataset, ImageLoader, RetrievalSplit
+from hrem.data.tokenize import TextTokenizer
+from hrem.factory import create_criterion, create_model
+from hrem.train.config import TrainConfig
+from hrem.train.loop import Evaluator, Trainer
+from hrem.utils.files import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+ARGS_FILE = "train_args.json"
+_CARD_TO_CONFIG = {"lr": "lr", "lr_backbone_mult": "backbone_lr_mult", "graph_lr_factor": "graph_lr_factor",
+                   "weight_decay": "weight_decay", "epochs": "epochs", "decay_epochs": "decay_epochs",
+                   "decay_rate": "decay_rate", "batch_size": "batch_size", "grad_clip": "grad_clip",
+                   "text_aug_p": "text_aug_p", "region_drop_p": "region_drop_p"}
+
+
+def train_config_from_card(card: Any, **overrides: Any) -> TrainConfig:
+    """The card's `train` section, then every override that is not None."""
+    values = {cfg: getattr(card.train, field) for field, cfg in _CARD_TO_CONFIG.items()}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**values)
+
+
+def check_data_matches_card(card: Any, split: RetrievalSplit) -> None:
+    wanted = "precomp" if card.image.kind == "regions" else "images"
+    if split.format != wanted:
+        raise ValueError(f"{split.source}: card '{card.name}' takes {card.image.kind} features, which need a "
+                         f"{wanted} dataset folder, found a {split.format} folder")
+
+
+class BestSaver:
+    """save_best callable: the run directory's config.json + model.safetensors (hrem.checkpoint)."""
+
+    def __init__(self, run_dir: Path, card: Any) -> None:
+        self.run_dir, self.card = run_dir, card
+
+    def __call__(self, model: torch.nn.Module) -> None:
+        save_run(self.run_dir, model, self.card)
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def record_or_check_args(run_dir: Path, card: Any, config: TrainConfig, extra: dict[str, Any]) -> None:
+    """Write train_args.json for a new run; for a resumed run, refuse a different card."""
+    from hrem.config.base import load_json
+
+    path = run_dir / ARGS_FILE
+    card_dict = to_dict(card)
+    if path.is_file():
+        previous = load_json(path).get("card")
+        if previous != card_dict:
+            changed = sorted(k for k in set(previous or {}) | set(card_dict)
+                             if (previous or {}).get(k) != card_dict.get(k))
+            raise ValueError(f"{path}: this run was trained with another card (fields differ: {changed}); "
+                             f"use a new --out directory")
+        return
+    write_json_atomic(path, {"card": card_dict, "config": to_dict(config), "git_revision": _git_revision(), **extra})
+
+
+def build_trainer(card: Any, split: RetrievalSplit, preprocess: Callable | None, tokenizer: TextTokenizer,
+                  run_dir: str | Path, config: TrainConfig, device: torch.device,
+                  evaluate: Evaluator) -> Trainer:
+    check_data_matches_card(card, split)
+    torch.manual_seed(config.seed)  # model initialisation depends on the seed only
+    model = create_model(card, device=device)
+    criterion = create_criterion(card, device=device)
+    dataset = CaptionDataset(split, ImageLoader(split, preprocess), config.region_drop_p)
+    texts = CaptionAugmenter(tokenizer, config.text_aug_p) if config.text_aug_p > 0 else tokenizer
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("training card '%s' on %s (%s format): %d captions of %d images; %d trainable parameters (+%d in "
+             "the criterion)", card.name, split.source, split.format, len(split.captions), split.num_images,
+             n_train, sum(p.numel() for p in criterion.parameters()))
+    return Trainer(model, criterion, dataset, TrainCollate(texts), config, device, run_dir, evaluate,
+                   BestSaver(Path(run_dir), card))
