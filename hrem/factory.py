@@ -27,7 +27,7 @@ from hrem.relation.instance import HREMCriterion
 from hrem.utils.files import sha256_file
 from hrem.utils.paths import CARDS_DIR, resolve_text_model_path
 from hrem.config.grounding import MCNCard
-from hrem.grounding.build import build_mcn
+from hrem.grounding.build import build_mcn, build_mcn_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +108,22 @@ def card_to_dict(card: Any) -> dict:
     return to_dict(card)
 
 
-def text_backbone_file(card: HREMCard) -> Path:
-    """The weights file of the card's text backbone directory (what `text.backbone_sha256` hashes)."""
-    model_dir = resolve_text_model_path(card.text.backbone)
+def text_backbone_reference(card: Any) -> tuple[str, str | None, str] | None:
+    """(backbone path, recorded SHA-256, state-dict prefix) of a card's pretrained HF text encoder, or None
+    when the card has none: `text.*` of hrem cards, `language.*` of mcn cards with an HF encoder."""
+    if isinstance(card, HREMCard):
+        return card.text.backbone, card.text.backbone_sha256, "txt_enc.bert."
+    if isinstance(card, MCNCard) and card.language.kind == "hf" and card.language.pretrained:
+        return card.language.path, card.language.backbone_sha256, "language.text.bert."
+    return None
+
+
+def text_backbone_file(card: Any) -> Path:
+    """The weights file of the card's text backbone directory (what `backbone_sha256` hashes)."""
+    reference = text_backbone_reference(card)
+    if reference is None:
+        raise ValueError(f"card '{card.name}': expected a pretrained Hugging Face text encoder, found none")
+    model_dir = resolve_text_model_path(reference[0])
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (model_dir / name).is_file():
             return model_dir / name
@@ -151,14 +164,15 @@ def load_weights(model: nn.Module, card: Any, weights: str | Path | Mapping[str,
     source = str(weights) if not isinstance(weights, Mapping) else "state dict"
     state = _read_weights(weights)
     optional: tuple[str, ...] = ()
-    sha = getattr(getattr(card, "text", None), "backbone_sha256", None)
-    if sha is not None:
+    reference = text_backbone_reference(card)
+    if reference is not None and reference[1] is not None:
+        _, sha, prefix = reference
         path = text_backbone_file(card)
         found = sha256_file(path)
         if found != sha:
-            raise ValueError(f"{path}: text backbone SHA-256 is {found}, but the card (text.backbone_sha256) "
+            raise ValueError(f"{path}: text backbone SHA-256 is {found}, but the card (backbone_sha256) "
                              f"expects {sha}; the model was trained with other backbone weights")
-        optional = ("txt_enc.bert.",)
+        optional = (prefix,)
     check_state_dict(model, state, source, optional)
     model.load_state_dict(state, strict=False)
 
@@ -195,6 +209,9 @@ def create_criterion(card: Any, device: torch.device | str = "cpu",
 
 
 def create_tokenizer(card: Any) -> TextTokenizer:
+    """The card's tokenizer: `text.*` of hrem cards; mcn cards keep `language.max_tokens` word pieces."""
+    if isinstance(card, MCNCard):
+        return build_mcn_tokenizer(card)
     card = _require_hrem(card, "create_tokenizer")
     return TextTokenizer(resolve_text_model_path(card.text.backbone), card.text.max_length)
 

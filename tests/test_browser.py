@@ -37,7 +37,8 @@ def server(tmp_path_factory):
 def page(tmp_path_factory):
     sync_api = pytest.importorskip("playwright.sync_api")
     if not shutil.which(CHROMIUM) and not Path(CHROMIUM).is_file():
-        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium)")
+        # In CI a missing browser is a broken install step, not a reason to pass quietly.
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"{CHROMIUM} not found (apt-get install chromium)")
     profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(

@@ -5,8 +5,9 @@ SHA-256 of `model.safetensors` into one hex string (`model_fingerprint`); later 
 manifest, index) record it and refuse to mix models.
 
 Frozen pretrained text backbones (e.g. the demo's packaged MiniLM) are not copied into every run: the
-card's `text.backbone_sha256` records the hash of the backbone's weights file instead, and loading checks
-it before restoring the backbone from `text.backbone` (hrem.factory.load_weights).
+card's `text.backbone_sha256` (mcn cards: `language.backbone_sha256`) records the hash of the backbone's
+weights file instead, and loading checks it before restoring the backbone from `text.backbone` /
+`language.path` (hrem.factory.load_weights).
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ import torch
 from torch import nn
 
 from hrem.config.base import load_json, to_dict
+from hrem.config.grounding import MCNCard
 from hrem.config.model import HREMCard
-from hrem.factory import card_from_dict, create_model, text_backbone_file
+from hrem.factory import card_from_dict, create_model, text_backbone_file, text_backbone_reference
 from hrem.utils.files import (atomic_path, sha256_bytes, sha256_file, sha256_json, write_bytes_atomic,
                               write_json_atomic)
 
@@ -53,9 +55,22 @@ def run_fingerprint(run_dir: str | Path) -> str:
 
 
 def _references_text_backbone(card: Any, store_text_backbone: bool | None) -> bool:
-    if not isinstance(card, HREMCard) or not card.text.pretrained:
+    if isinstance(card, MCNCard) and text_backbone_reference(card) is not None:
+        frozen = card.language.freeze
+    elif isinstance(card, HREMCard) and card.text.pretrained:
+        frozen = card.text.freeze
+    else:
         return False
-    return not store_text_backbone if store_text_backbone is not None else card.text.freeze
+    return not store_text_backbone if store_text_backbone is not None else frozen
+
+
+def _with_backbone_sha256(card: Any, sha: str | None) -> Any:
+    """The card with its text backbone's recorded hash set (or cleared): `text.*` / `language.*`."""
+    if isinstance(card, MCNCard) and card.language.kind == "hf":
+        return dataclasses.replace(card, language=dataclasses.replace(card.language, backbone_sha256=sha))
+    if isinstance(card, HREMCard):
+        return dataclasses.replace(card, text=dataclasses.replace(card.text, backbone_sha256=sha))
+    return card
 
 
 def _tensors_to_save(model: nn.Module, skip_prefix: str | None) -> dict[str, torch.Tensor]:
@@ -82,10 +97,10 @@ def save_run(run_dir: str | Path, model: nn.Module, card: Any = None,
     run_dir.mkdir(parents=True, exist_ok=True)
     skip = None
     if _references_text_backbone(card, store_text_backbone):
-        text = dataclasses.replace(card.text, backbone_sha256=sha256_file(text_backbone_file(card)))
-        card, skip = dataclasses.replace(card, text=text), TEXT_BACKBONE_PREFIX
-    elif isinstance(card, HREMCard) and card.text.backbone_sha256 is not None:
-        card = dataclasses.replace(card, text=dataclasses.replace(card.text, backbone_sha256=None))
+        card = _with_backbone_sha256(card, sha256_file(text_backbone_file(card)))
+        skip = text_backbone_reference(card)[2]
+    else:
+        card = _with_backbone_sha256(card, None)
     with atomic_path(run_dir / WEIGHTS_FILE) as tmp:
         save_file(_tensors_to_save(model, skip), str(tmp), metadata={"format": "pt", "card": card.name})
     for name, content in (extra_files or {}).items():

@@ -52,6 +52,9 @@ class MCNLanguageCfg:
     max_tokens: int = 15  # word pieces kept, [CLS]/[SEP] not counted (K: 15; RefCOCOg 20)
     dim: int = 1024  # sentence vector f_q (K: bi-GRU 1024, merge = sum)
     freeze: bool = False  # hf: keep the text encoder fixed (eval mode, no gradients)
+    # hf: SHA-256 of the encoder's weights file when a run stores a frozen pretrained encoder by reference
+    # (hrem.checkpoint.save_run), as HREM cards' text.backbone_sha256
+    backbone_sha256: str | None = None
     word_dim: int = 300  # gru: word embedding width (K: GloVe 300)
     dropout: float = 0.1  # K: GRU input dropout and attention dropout
 

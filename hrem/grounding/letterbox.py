@@ -138,3 +138,16 @@ def probs_from_letterbox(probs: torch.Tensor, meta: LetterboxMeta) -> torch.Tens
 def _check_shape(array, expected: tuple[int, int], what: str) -> None:
     if tuple(array.shape) != expected:
         raise ValueError(f"{what}: expected shape {expected}, found {tuple(array.shape)}")
+
+
+class SampleLetterbox:
+    """(image, box xyxy, mask | None) -> (pixels [3, S, S], letterboxed box [4], bool mask [S, S] | None,
+    meta): what the grounding datasets of hrem.data apply to each sample (picklable for DataLoader workers)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, image: Image.Image | np.ndarray, box_xyxy: np.ndarray, mask: np.ndarray | None):
+        pixels, meta = letterbox_image(image, self.size)
+        box = box_to_letterbox(box_xyxy, meta)
+        return pixels, box, None if mask is None else mask_to_letterbox(mask, meta), meta

@@ -1,0 +1,73 @@
+"""Overlay PNGs of a grounding result: translucent mask, box, the query text and the score (PIL only).
+
+Small images (ShapesRef is 128 px) are upscaled first (nearest, so pixels stay sharp) so that the text is
+readable; the caption sits on a strip below the image instead of covering it.
+"""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from hrem.utils.files import atomic_path
+
+MASK_RGB = (0, 200, 255)
+BOX_RGB = (255, 40, 40)
+MASK_ALPHA = 0.45
+MIN_SIDE = 384  # upscale smaller images to at least this width for legible text
+CAPTION_CHARS = 52
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has no sized default font
+        return ImageFont.load_default()
+
+
+def _blend_mask(image: Image.Image, mask: np.ndarray) -> Image.Image:
+    rgb = np.asarray(image, dtype=np.float32)
+    colour = np.array(MASK_RGB, dtype=np.float32)
+    rgb[mask] = (1 - MASK_ALPHA) * rgb[mask] + MASK_ALPHA * colour
+    return Image.fromarray(rgb.round().clip(0, 255).astype(np.uint8))
+
+
+def render_overlay(image: Image.Image, box: Any, score: float, mask: np.ndarray | None, text: str) -> Image.Image:
+    """The overlay as a PIL image: image (upscaled when small) + mask + box, caption strip below."""
+    image = image.convert("RGB")
+    if mask is not None:
+        if mask.shape != (image.height, image.width):
+            raise ValueError(f"overlay mask: expected shape {(image.height, image.width)} like the image, found "
+                             f"{mask.shape}")
+        image = _blend_mask(image, mask.astype(bool))
+    factor = max(1, -(-MIN_SIDE // image.width))
+    image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+    x1, y1, x2, y2 = (float(v) * factor for v in box)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([x1, y1, max(x1, x2 - 1), max(y1, y2 - 1)], outline=BOX_RGB, width=max(2, factor))
+    lines = textwrap.wrap(f'"{text}"', CAPTION_CHARS) + [f"score {score:.3f}"]
+    font = _font(16)
+    strip = Image.new("RGB", (image.width, 8 + 20 * len(lines)), (255, 255, 255))
+    caption = ImageDraw.Draw(strip)
+    for row, line in enumerate(lines):
+        caption.text((6, 4 + 20 * row), line, fill=(0, 0, 0), font=font)
+    out = Image.new("RGB", (image.width, image.height + strip.height), (255, 255, 255))
+    out.paste(image, (0, 0))
+    out.paste(strip, (0, image.height))
+    return out
+
+
+def write_overlay(path: str | Path, image: Any, box: Any, score: float, mask: np.ndarray | None,
+                  text: str) -> Path:
+    """Render and save (atomically) a PNG overlay; `image` is a path or a PIL image."""
+    if not isinstance(image, Image.Image):
+        with Image.open(image) as opened:
+            image = opened.convert("RGB")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        render_overlay(image, box, score, mask, text).save(tmp, format="PNG")
+    return path
