@@ -17,3 +17,5 @@ def setup_logging(level: str | int = "INFO", file: str | None = None) -> None:
         handlers=handlers,
         force=True,
     )
+    # faiss logs which SIMD build it tried to load at INFO; that is noise for users.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
