@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from hrem.encoders.feature_cache import FrozenFeatureCache
+
 log = logging.getLogger(__name__)
 
 
@@ -59,7 +61,20 @@ class HFTextBackbone(nn.Module):
         self.model_dir = str(model_dir)
         self.bert = build_hf_encoder(model_dir, pretrained, config_overrides)
         self.hidden_size = int(self.bert.config.hidden_size)
+        self.feature_cache: FrozenFeatureCache | None = None
+
+    def enable_feature_cache(self, max_entries: int) -> FrozenFeatureCache:
+        """Reuse token states per caption (hrem.encoders.feature_cache); only for a frozen backbone."""
+        if any(p.requires_grad for p in self.bert.parameters()) or self.bert.training:
+            raise ValueError("feature cache: the text backbone must be frozen (no gradients, eval mode), "
+                             "found a trainable backbone")
+        self.feature_cache = FrozenFeatureCache(max_entries)
+        return self.feature_cache
+
+    def _backbone_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        out = self.bert(input_ids=input_ids, attention_mask=attention_mask)
-        return out.last_hidden_state  # [B, L, hidden]
+        if self.feature_cache is not None:
+            return self.feature_cache.lookup(input_ids, attention_mask, self._backbone_states)
+        return self._backbone_states(input_ids, attention_mask)  # [B, L, hidden]

@@ -33,6 +33,7 @@ class TrainConfig:
     max_iters: int | None = None
     time_budget_min: float | None = None
     backbone_prefixes: tuple[str, ...] = ("txt_enc.bert.",)
+    text_cache_size: int = 100_000           # captions whose frozen-backbone states are reused; 0 = off
 
     def validate(self) -> None:
         require(self.lr > 0, f"lr: expected > 0, found {self.lr}")
@@ -45,6 +46,8 @@ class TrainConfig:
         require(self.max_iters is None or self.max_iters >= 1, f"max_iters: expected >= 1, found {self.max_iters}")
         require(self.time_budget_min is None or self.time_budget_min > 0,
                 f"time_budget_min: expected > 0, found {self.time_budget_min}")
+        require(self.text_cache_size >= 0,
+                f"text_cache_size: expected >= 0, found {self.text_cache_size}")
         require(self.workers >= 0, f"workers: expected >= 0, found {self.workers}")
 
     def __post_init__(self) -> None:

@@ -90,6 +90,9 @@ def build_trainer(card: Any, split: RetrievalSplit, preprocess: Callable | None,
     torch.manual_seed(config.seed)  # model initialisation depends on the seed only
     model = create_model(card, device=device)
     criterion = create_criterion(card, device=device)
+    if card.text.freeze and config.text_cache_size > 0:
+        # a frozen backbone maps a caption to fixed states: compute them once per caption (train + dev)
+        model.txt_enc.enable_feature_cache(config.text_cache_size)
     dataset = CaptionDataset(split, ImageLoader(split, preprocess), config.region_drop_p)
     texts = CaptionAugmenter(tokenizer, config.text_aug_p) if config.text_aug_p > 0 else tokenizer
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
