@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,23 +29,9 @@ from hrem.data.batch import ImageBatch
 from hrem.factory import create_model, create_tokenizer, load_card
 from hrem.pipeline.encode import length_sorted_batches
 from hrem.utils.paths import MINILM_NAME
+from _timing import best_time, matmul_gflops  # noqa: E402  (benchmarks/_timing.py)
 
 CAPTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "f30k_dev_caps.txt"
-
-
-def best_time(fn, repeats: int = 3) -> float:
-    fn()  # warm-up (allocations, kernel selection)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_gflops(dtype: torch.dtype, n: int = 2048) -> float:
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    return 2 * n ** 3 / best_time(lambda: torch.mm(a, b), repeats=5) / 1e9
 
 
 def precision_context(dtype: torch.dtype):

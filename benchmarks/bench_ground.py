@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,23 +27,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from hrem.factory import create_model, load_card
 from hrem.grounding import build_mcn_tokenizer, letterbox_image
 from hrem.pipeline.ground import DEMO_GROUNDING_DIR, Grounder
+from _timing import best_time, matmul_gflops  # noqa: E402  (benchmarks/_timing.py)
 
 QUERY = "the small red circle left of the large blue square"
-
-
-def best_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def matmul_gflops(n: int = 2048) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n ** 3 / best_time(lambda: torch.mm(a, b), 5) / 1e9
 
 
 def grounding_model(name: str):

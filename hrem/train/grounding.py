@@ -11,7 +11,6 @@ the best by that key); for grounding it is Acc@0.5 + mIoU on the dev split.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +22,6 @@ from hrem.grounding import GroundingModel, GroundingOutput, GroundingTargets, bu
 from hrem.train.loop import Trainer
 from hrem.utils.device import autocast
 
-log = logging.getLogger(__name__)
 
 TASKS = ("joint", "rec", "res")
 
@@ -76,9 +74,10 @@ class GroundingCriterion(nn.Module):
 
 
 class GroundingTrainer(Trainer):
-    """Trainer whose step is the grounding forward + GroundingCriterion (everything else inherited)."""
+    """Trainer whose losses are the grounding forward + GroundingCriterion (the step, NaN skipping, resume,
+    selection and budgets are inherited)."""
 
-    def _step(self, batch: GroundingBatch) -> dict[str, float] | None:
+    def _losses(self, batch: GroundingBatch) -> dict[str, torch.Tensor]:
         model: GroundingModel = self.model
         device, size = self.device, model.card.input_size
         masks = batch.masks_letterbox
@@ -89,13 +88,4 @@ class GroundingTrainer(Trainer):
                                 None if masks is None or not self.criterion.task.res else masks.to(device))
         with autocast(device, self.config.precision):
             output = model(batch.pixels.to(device), batch.tokens.to(device))
-            losses = self.criterion(output, targets)
-        loss = losses["loss"].float()
-        self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
-            self.position.skipped_steps += 1
-            log.warning("iteration %d: non-finite loss %s, step skipped (%d so far)", self.position.iteration,
-                        loss.item(), self.position.skipped_steps)
-            return None
-        self._backward_and_update(loss)
-        return {k: float(v.detach().float()) for k, v in losses.items()}
+            return self.criterion(output, targets)

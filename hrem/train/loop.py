@@ -145,12 +145,16 @@ class Trainer:
         if cfg.save_every and pos.iteration % cfg.save_every == 0:
             self._save_state()
 
-    def _step(self, batch) -> dict[str, float] | None:
-        """One optimizer step; None (and no update) when the loss is not finite."""
+    def _losses(self, batch) -> dict[str, torch.Tensor]:
+        """The forward pass and the criterion's loss terms ("loss" = the total); subclasses override this."""
         batch = batch.to(self.device)
         with autocast(self.device, self.config.precision):
             out = self.model.forward_train(batch.images, batch.texts)
-            losses = self.criterion(out, batch.image_rows, self.position.iteration)
+            return self.criterion(out, batch.image_rows, self.position.iteration)
+
+    def _step(self, batch) -> dict[str, float] | None:
+        """One optimizer step; None (and no update) when the loss is not finite."""
+        losses = self._losses(batch)
         loss = losses["loss"].float()
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
