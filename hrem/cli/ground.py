@@ -10,6 +10,8 @@ import json
 import logging
 from pathlib import Path
 
+from hrem.cli.options import add_threads_argument
+
 log = logging.getLogger("hrem.ground")
 
 
@@ -28,8 +30,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")
     p.add_argument("--eval-batch-size", type=int, default=32)
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's; 1 is much faster on an oversubscribed CPU)")
+    add_threads_argument(p)
 
 
 def _register_ground(subparsers) -> None:
@@ -47,7 +48,7 @@ def _register_ground(subparsers) -> None:
     p.add_argument("--no-asnls", action="store_true", help="switch ASNLS off (mask not sharpened by the box)")
     p.add_argument("--json", action="store_true", help="print JSON (with the mask as COCO RLE)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    add_threads_argument(p)
     p.set_defaults(func=run_ground)
 
 

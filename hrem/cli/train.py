@@ -10,6 +10,8 @@ import json
 import logging
 from pathlib import Path
 
+from hrem.cli.options import add_threads_argument
+
 log = logging.getLogger("hrem.train")
 
 
@@ -35,8 +37,7 @@ def register(subparsers) -> None:
                    help="autocast precision; auto = fp16 on CUDA, fp32 on CPU")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (image decoding, tokenising)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's; 1 is much faster on an oversubscribed CPU)")
+    add_threads_argument(p)
     p.add_argument("--epochs", type=int, default=None, help="default: the card's train.epochs")
     p.add_argument("--batch-size", type=int, default=None, help="default: the card's train.batch_size")
     p.add_argument("--lr", type=float, default=None, help="default: the card's train.lr")

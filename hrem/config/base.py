@@ -126,4 +126,10 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-__all__ = ["ConfigError", "from_dict", "to_dict", "load_json", "load_dataclass", "require"]
+__all__ = ["ConfigError", "from_dict", "to_dict", "load_json", "load_dataclass", "require", "require_format"]
+
+
+def require_format(found: tuple[str, int], expected: tuple[str, int]) -> None:
+    """Check a file's (format, format_version) pair against what this code reads and writes."""
+    require(found[0] == expected[0], f"format: expected {expected[0]!r}, found {found[0]!r}")
+    require(found[1] == expected[1], f"format_version: expected {expected[1]}, found {found[1]}")

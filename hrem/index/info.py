@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hrem.config.base import from_dict, load_json, require
+from hrem.config.base import require_format, from_dict, load_json, require
 from hrem.utils.files import write_json_atomic
 
 INDEX_JSON = "index.json"
@@ -70,9 +70,7 @@ class IndexInfo:
     format_version: int = FORMAT_VERSION
 
     def validate(self) -> None:
-        require(self.format == FORMAT, f"format: expected {FORMAT!r}, found {self.format!r}")
-        require(self.format_version == FORMAT_VERSION,
-                f"format_version: expected {FORMAT_VERSION}, found {self.format_version}")
+        require_format((self.format, self.format_version), (FORMAT, FORMAT_VERSION))
         require(self.dim > 0, f"dim: expected a positive integer, found {self.dim}")
         rows = sum(s.rows for s in self.shards)
         require(rows == self.ntotal, f"ntotal: expected {rows} (sum of shard rows), found {self.ntotal}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hrem.config.base import ConfigError, from_dict, load_json, require
+from hrem.config.base import require_format, ConfigError, from_dict, load_json, require
 from hrem.utils.files import sha256_file, write_json_atomic
 
 MANIFEST = "manifest.json"
@@ -75,9 +75,7 @@ class Manifest:
     format_version: int = FORMAT_VERSION
 
     def validate(self) -> None:
-        require(self.format == FORMAT, f"format: expected {FORMAT!r}, found {self.format!r}")
-        require(self.format_version == FORMAT_VERSION,
-                f"format_version: expected {FORMAT_VERSION}, found {self.format_version}")
+        require_format((self.format, self.format_version), (FORMAT, FORMAT_VERSION))
         require(self.dim > 0, f"dim: expected a positive integer, found {self.dim}")
 
     @property
