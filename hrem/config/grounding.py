@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hrem.config.base import ConfigError, from_dict, load_dataclass, require
+from hrem.config.grounding_options import CA2MCfg, SelfPacedCfg, STEPCfg, XTaskCfg
 
 STAGE_NAMES = ("stem", "stage1", "stage2", "stage3", "stage4")
 
@@ -103,6 +104,7 @@ class MCNInferenceCfg:
     mask_threshold: float = 0.35  # K segment_thresh
     # ASNLS factors: inside = lamb_au * s + lamb_bu, outside = lamb_ad * s + lamb_bd (K callbacks/eval.py)
     asnls_lambdas: tuple[float, float, float, float] = (-1.0, 2.0, 1.0, 0.0)
+    box_source: Literal["yolo", "direct"] = "yolo"  # direct = the CA2M [CLS] box head (ca2m.box_head)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,14 @@ class MCNCard:
     widths: MCNWidthsCfg = field(default_factory=MCNWidthsCfg)
     losses: MCNLossCfg = field(default_factory=MCNLossCfg)
     inference: MCNInferenceCfg = field(default_factory=MCNInferenceCfg)
+    # optional components of REFERENCE_EXTRA.md; the defaults are the MCN baseline
+    res_head: Literal["mcn_aspp", "step"] = "mcn_aspp"
+    step: STEPCfg = field(default_factory=STEPCfg)
+    fusion: Literal["simple", "ca2m"] = "simple"
+    ca2m: CA2MCfg = field(default_factory=CA2MCfg)
+    xtask: XTaskCfg = field(default_factory=XTaskCfg)
+    loss_weighting: Literal["fixed", "self_paced"] = "fixed"
+    self_paced: SelfPacedCfg = field(default_factory=SelfPacedCfg)
     description: str = ""
 
     def validate(self) -> None:
@@ -131,6 +141,20 @@ class MCNCard:
         require(
             self.language.dim % heads == 0,
             f"language.dim: expected a multiple of widths.garan_heads={heads}, found {self.language.dim}",
+        )
+        self._validate_options()
+
+    def _validate_options(self) -> None:
+        direct = self.fusion == "ca2m" and self.ca2m.box_head
+        require(
+            self.inference.box_source == "yolo" or direct,
+            "inference.box_source: 'direct' needs fusion 'ca2m' with ca2m.box_head true, found "
+            f"fusion {self.fusion!r}, ca2m.box_head {self.ca2m.box_head}",
+        )
+        require(
+            self.loss_weighting == "fixed" or self.self_paced.apply_to == "yolo" or direct,
+            f"self_paced.apply_to: {self.self_paced.apply_to!r} weights the direct box head's losses, which "
+            "needs fusion 'ca2m' with ca2m.box_head true (or set self_paced.apply_to to 'yolo')",
         )
 
     @property

@@ -27,11 +27,12 @@ def build_mcn_tokenizer(card: MCNCard) -> TextTokenizer:
 
 
 def build_language(card: MCNCard, tokenizer: TextTokenizer | None = None) -> nn.Module:
-    cfg = card.language
+    cfg, ca2m = card.language, card.fusion == "ca2m"
     if cfg.kind == "hf":
-        return HFLanguageEncoder(cfg, str(resolve_text_model_path(cfg.path)))
+        layers = card.ca2m.text_layers if ca2m else ()
+        return HFLanguageEncoder(cfg, str(resolve_text_model_path(cfg.path)), layers)
     tokenizer = tokenizer or build_mcn_tokenizer(card)
-    return GRULanguageEncoder(cfg, tokenizer.vocab_size, tokenizer.pad_id)
+    return GRULanguageEncoder(cfg, tokenizer.vocab_size, tokenizer.pad_id, with_levels=ca2m)
 
 
 def build_mcn(

@@ -29,3 +29,8 @@ class SimpleFusion(nn.Module):
         visual = self.visual(c5)
         text = self.text(sentence)[:, :, None, None]  # tiled over the grid by broadcasting
         return self.out(visual * text)
+
+    @property
+    def last_weight(self) -> torch.Tensor:
+        """The last conv weight of the fused trunk (GradNorm's shared layer W)."""
+        return self.visual[-1].body[-1][0].weight

@@ -6,6 +6,9 @@ keeps that pooling and replaces what feeds it:
 - kind "hf": a Hugging Face encoder (the packaged MiniLM by default) whose token states are projected to
   `dim` (the GloVe vectors are not available here);
 - kind "gru": K's encoder, a word embedding (over the tokenizer's vocabulary, trained) + bi-GRU summed.
+For CA2M fusion (`fusion: ca2m`) the encoder also returns several granularities of token states
+(`levels`): the hidden states of the configured HF layers (e.g. 2, 4, 6 of the 6-layer MiniLM, as the
+paper's BERT blocks), or, for kind "gru", the word embeddings and the bi-GRU states.
 Deviation from K: padding is masked in the pooling (K pads with zero vectors and does not mask; HF
 encoders give non-zero states at padding, so masking is needed to keep f_q independent of batch padding),
 and the GRU runs on packed sequences so the backward direction starts at the last real token.
@@ -29,6 +32,7 @@ class LanguageOutput:
     sentence: torch.Tensor  # [B, D] f_q
     tokens: torch.Tensor  # [B, L, D] per-token states that were pooled
     mask: torch.Tensor  # [B, L] bool, True = real token
+    levels: tuple[torch.Tensor, ...] = ()  # [B, L, w_i] token states at several granularities (CA2M only)
 
 
 class ChannelAttentionPool(nn.Module):
@@ -51,11 +55,17 @@ class ChannelAttentionPool(nn.Module):
 class HFLanguageEncoder(nn.Module):
     """Hugging Face encoder -> Linear to `dim` -> per-channel attention pooling."""
 
-    def __init__(self, cfg: MCNLanguageCfg, model_dir: str) -> None:
+    def __init__(self, cfg: MCNLanguageCfg, model_dir: str, hidden_layers: tuple[int, ...] = ()) -> None:
         super().__init__()
         self.text = HFTextBackbone(
             model_dir, pretrained=cfg.pretrained, config_overrides=dict(cfg.config_overrides)
         )
+        layers = int(self.text.bert.config.num_hidden_layers)
+        if any(i > layers for i in hidden_layers):
+            raise ValueError(f"ca2m.text_layers: expected layer indices <= {layers} (the text encoder's depth), "
+                             f"found {hidden_layers}")
+        self.hidden_layers = tuple(hidden_layers)
+        self.level_widths = (self.text.hidden_size,) * len(hidden_layers)
         self.frozen = cfg.freeze
         if self.frozen:
             self.text.requires_grad_(False)
@@ -70,17 +80,25 @@ class HFLanguageEncoder(nn.Module):
 
     def forward(self, batch: TokenBatch) -> LanguageOutput:
         mask = batch.attention_mask.bool()
+        levels: tuple[torch.Tensor, ...] = ()
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            states = self.text(batch.input_ids, batch.attention_mask)
+            if self.hidden_layers:
+                hidden = self.text.bert(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                                        output_hidden_states=True).hidden_states  # (embeddings, layer 1, ...)
+                states, levels = hidden[-1], tuple(hidden[i] for i in self.hidden_layers)
+            else:
+                states = self.text(batch.input_ids, batch.attention_mask)
         tokens = self.proj(states)
-        return LanguageOutput(self.pool(tokens, mask), tokens, mask)
+        return LanguageOutput(self.pool(tokens, mask), tokens, mask, levels)
 
 
 class GRULanguageEncoder(nn.Module):
     """Word embedding -> input dropout -> bi-GRU (hidden `dim`, directions summed) -> attention pooling."""
 
-    def __init__(self, cfg: MCNLanguageCfg, vocab_size: int, pad_id: int = 0) -> None:
+    def __init__(self, cfg: MCNLanguageCfg, vocab_size: int, pad_id: int = 0, with_levels: bool = False) -> None:
         super().__init__()
+        self.with_levels = with_levels
+        self.level_widths = (cfg.word_dim, cfg.dim) if with_levels else ()
         self.embed = nn.Embedding(vocab_size, cfg.word_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(cfg.dropout)
         self.gru = nn.GRU(cfg.word_dim, cfg.dim, batch_first=True, bidirectional=True)
@@ -94,4 +112,5 @@ class GRULanguageEncoder(nn.Module):
         packed = pack_padded_sequence(words, lengths, batch_first=True, enforce_sorted=False)
         states, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=words.shape[1])
         tokens = states[..., : self.dim] + states[..., self.dim :]  # merge_mode = "sum"
-        return LanguageOutput(self.pool(tokens, mask), tokens, mask)
+        levels = (words, tokens) if self.with_levels else ()
+        return LanguageOutput(self.pool(tokens, mask), tokens, mask, levels)

@@ -32,6 +32,24 @@ def ignore_mask(pred_boxes: torch.Tensor, targets: YoloTargets, ignore_iou: floa
     return keep.to(pred_boxes.dtype)
 
 
+def yolo_losses_per_sample(
+    raw: torch.Tensor,
+    pred_boxes: torch.Tensor,
+    targets: YoloTargets,
+    ignore_iou: float = 0.5,
+    wh_sigma: float = 3.0,
+) -> dict[str, torch.Tensor]:
+    """raw [B, g, g, A, 5], decoded pred_boxes [B, g, g, A, 4] -> {"xy", "wh", "conf"}, each [B] (per-sample
+    sums; the self-paced weighting needs them per sample)."""
+    obj = targets.object_mask
+    weight = (obj * targets.scale)[..., None]
+    xy = weight * F.binary_cross_entropy_with_logits(raw[..., :2], targets.xy, reduction="none")
+    wh = weight * 0.5 * smooth_l1(targets.wh - raw[..., 2:4], wh_sigma)
+    conf_all = F.binary_cross_entropy_with_logits(raw[..., 4], obj, reduction="none")
+    conf = obj * conf_all + (1.0 - obj) * conf_all * ignore_mask(pred_boxes, targets, ignore_iou)
+    return {"xy": xy.flatten(1).sum(1), "wh": wh.flatten(1).sum(1), "conf": conf.flatten(1).sum(1)}
+
+
 def yolo_losses(
     raw: torch.Tensor,
     pred_boxes: torch.Tensor,
@@ -40,22 +58,19 @@ def yolo_losses(
     wh_sigma: float = 3.0,
 ) -> dict[str, torch.Tensor]:
     """raw [B, g, g, A, 5], decoded pred_boxes [B, g, g, A, 4] -> {"xy", "wh", "conf"} (sums / B)."""
-    batch = raw.shape[0]
-    obj = targets.object_mask
-    weight = (obj * targets.scale)[..., None]
-    xy = weight * F.binary_cross_entropy_with_logits(raw[..., :2], targets.xy, reduction="none")
-    wh = weight * 0.5 * smooth_l1(targets.wh - raw[..., 2:4], wh_sigma)
-    conf_all = F.binary_cross_entropy_with_logits(raw[..., 4], obj, reduction="none")
-    conf = obj * conf_all + (1.0 - obj) * conf_all * ignore_mask(pred_boxes, targets, ignore_iou)
-    return {"xy": xy.sum() / batch, "wh": wh.sum() / batch, "conf": conf.sum() / batch}
+    per_sample = yolo_losses_per_sample(raw, pred_boxes, targets, ignore_iou, wh_sigma)
+    return {name: values.mean() for name, values in per_sample.items()}
 
 
-def mask_loss(mask_logits: torch.Tensor, mask_target: torch.Tensor) -> torch.Tensor:
-    """BCE-with-logits summed over the stride-8 map, divided by the batch size (weight applied by caller)."""
+def mask_loss_per_sample(mask_logits: torch.Tensor, mask_target: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits summed over each sample's stride-8 map -> [B]."""
     if mask_logits.shape != mask_target.shape:
         raise ValueError(
             f"mask target: expected shape {tuple(mask_logits.shape)}, found {tuple(mask_target.shape)}"
         )
-    return (
-        F.binary_cross_entropy_with_logits(mask_logits, mask_target, reduction="sum") / mask_logits.shape[0]
-    )
+    return F.binary_cross_entropy_with_logits(mask_logits, mask_target, reduction="none").flatten(1).sum(1)
+
+
+def mask_loss(mask_logits: torch.Tensor, mask_target: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits summed over the stride-8 map, divided by the batch size (weight applied by caller)."""
+    return mask_loss_per_sample(mask_logits, mask_target).mean()

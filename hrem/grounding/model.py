@@ -2,11 +2,13 @@
 
 images [B, 3, S, S] (letterboxed, [0, 1]) + tokens
   -> backbone C3/C4/C5 (strides 8/16/32), language f_q
-  -> simple fusion at stride 32 (F_m)
-  -> RES: top-down to stride 8, GARAN, ASPP -> mask logits [B, 1, S/8, S/8]
+  -> simple fusion at stride 32 (F_m)                      [fusion: ca2m -> multi-grained CA2M]
+  -> RES: top-down to stride 8, GARAN, ASPP -> mask logits [B, 1, S/8, S/8]   [res_head: step -> STEP]
   -> REC: bottom-up from the RES post-GARAN features to stride 32, GARAN, YOLO conv -> [B, g, g, 3, 5]
-Training adds CEM between the two GARANs' attended maps (`compute_losses`); inference takes the top box,
-applies ASNLS to the mask and maps both back to the original image (`predict`).
+     [ca2m.box_head: + a direct box from the fused [CLS] token]
+Training adds CEM between the two branches' attended maps (`compute_losses`); inference takes the top box,
+applies ASNLS to the mask and maps both back to the original image (`predict`). The bracketed options are
+those of REFERENCE_EXTRA.md; the defaults are the MCN baseline.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ from hrem.data.tokenize import TokenBatch
 from hrem.grounding.asnls import asnls as apply_asnls
 from hrem.grounding.asnls import round_box
 from hrem.grounding.backbone import VisualBackbone
+from hrem.grounding.box_regression import DirectBoxHead, cxcywh_to_xyxy, giou_loss, l1_box_loss
 from hrem.grounding.cem import ConsistencyEnergy, cem_loss
 from hrem.grounding.fusion import SimpleFusion
+from hrem.grounding.fusion_ca2m import CA2MFusion, FusionOutput
 from hrem.grounding.garan import GARAN
 from hrem.grounding.heads import ASPPDecoder, YoloHead
+from hrem.grounding.language import LanguageOutput
+from hrem.grounding.layers import ConvBNLeaky
 from hrem.grounding.letterbox import LetterboxMeta, box_from_letterbox, probs_from_letterbox
-from hrem.grounding.losses import mask_loss, yolo_losses
+from hrem.grounding.losses import mask_loss_per_sample, yolo_losses_per_sample
 from hrem.grounding.neck import BottomUpPath, TopDownPath
+from hrem.grounding.step import STEPHead
 from hrem.grounding.targets import GroundingTargets
-from hrem.grounding.yolo import decode_boxes, select_top_box
+from hrem.grounding.yolo import decode_boxes, select_top_box, xywh_to_xyxy
 
 
 @dataclass(frozen=True)
@@ -40,11 +47,12 @@ class GroundingOutput:
     boxes_xywh: torch.Tensor  # [B, g, g, A, 4] decoded centre x, y, w, h in input pixels
     objectness: torch.Tensor  # [B, g, g, A] logits
     mask_logits: torch.Tensor  # [B, 1, S/8, S/8]
-    res_attended: torch.Tensor  # [B, neck, S/8, S/8] RES GARAN attended map F_s (CEM input)
+    res_attended: torch.Tensor  # [B, neck, S/8, S/8] RES attended map F_s (CEM input)
     rec_attended: torch.Tensor  # [B, neck, S/32, S/32] REC GARAN attended map F_c (CEM input)
-    res_collect: torch.Tensor  # [B, heads, (S/8)^2] RES collect attention (for inspection)
+    res_collect: torch.Tensor | None  # [B, heads, (S/8)^2] RES collect attention (None with STEP)
     rec_collect: torch.Tensor  # [B, heads, (S/32)^2]
     sentence: torch.Tensor  # [B, D] f_q
+    direct_box: torch.Tensor | None = None  # [B, 4] normalised (cx, cy, w, h) of the CA2M box head
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,22 @@ class GroundingPrediction:
     box_letterbox: tuple[int, int, int, int]  # the rounded input-pixel box ASNLS used (inclusive)
 
 
+@dataclass(frozen=True)
+class ResBranch:
+    features: torch.Tensor  # [B, neck, S/8, S/8] what the REC bottom-up path consumes
+    attended: torch.Tensor  # [B, neck, S/8, S/8] F_s for CEM
+    mask_logits: torch.Tensor  # [B, 1, S/8, S/8]
+    collect: torch.Tensor | None = None
+    sentence: torch.Tensor | None = None  # STEP's s_T when it replaces f_q on the REC side
+
+
+def build_fusion(card: MCNCard, channels: tuple[int, int, int], language: nn.Module) -> nn.Module:
+    if card.fusion == "ca2m":
+        return CA2MFusion(channels, tuple(getattr(language, "level_widths", ())), card.ca2m, card.widths.fusion,
+                          card.language.dim, card.language.max_tokens + 2)
+    return SimpleFusion(channels[2], card.language.dim, card.widths.fusion)
+
+
 class GroundingModel(nn.Module):
     def __init__(self, card: MCNCard, backbone: VisualBackbone, language: nn.Module) -> None:
         super().__init__()
@@ -63,15 +87,44 @@ class GroundingModel(nn.Module):
         c3, c4, c5 = backbone.channels
         self.backbone = backbone
         self.language = language
-        self.fusion = SimpleFusion(c5, text_dim, w.fusion)
+        self.fusion = build_fusion(card, backbone.channels, language)
         self.top_down = TopDownPath(w.fusion, c4, c3, w.skip, w.neck)
-        self.res_garan = GARAN(w.neck, text_dim, w.garan_heads)
-        self.mask_head = ASPPDecoder(w.neck, w.aspp, w.aspp_dilations)
+        if card.res_head == "step":
+            self.step = STEPHead((c3, c4, c5), text_dim, card.step)
+            self.step_proj = ConvBNLeaky(card.step.gru_hidden, w.neck, 1)  # h_T -> F_s (CEM, REC input)
+        else:
+            self.res_garan = GARAN(w.neck, text_dim, w.garan_heads)
+            self.mask_head = ASPPDecoder(w.neck, w.aspp, w.aspp_dilations)
         self.bottom_up = BottomUpPath(w.fusion, w.neck)
         self.rec_garan = GARAN(w.neck, text_dim, w.garan_heads)
         self.box_head = YoloHead(w.neck, len(card.anchors))
+        self.direct_box = None
+        if card.fusion == "ca2m" and card.ca2m.box_head:
+            self.direct_box = DirectBoxHead(card.ca2m.fusion_width, card.ca2m.fusion_width)
         self.cem = ConsistencyEnergy(w.neck)  # training only, but its weights live in the model (as in K)
         self.register_buffer("anchors", torch.tensor(card.anchors, dtype=torch.float32), persistent=False)
+
+    def shared_layer(self) -> torch.Tensor:
+        """The last weight both tasks depend on (GradNorm's W): the fused trunk's last conv, or with STEP
+        (whose RES head reads the backbone maps, not F_m) the backbone's last conv."""
+        if self.card.res_head == "step":
+            return [m for m in self.backbone.modules() if isinstance(m, nn.Conv2d)][-1].weight
+        return self.fusion.last_weight
+
+    def _fuse(self, c3, c4, c5, language: LanguageOutput) -> FusionOutput:
+        if self.card.fusion == "ca2m":
+            return self.fusion(c3, c4, c5, language)
+        return FusionOutput(self.fusion(c5, language.sentence))
+
+    def _res_branch(self, mid, c3, c4, c5, language: LanguageOutput, sentence: torch.Tensor) -> ResBranch:
+        if self.card.res_head == "step":
+            grid = tuple(c3.shape[-2:])
+            out = self.step((c3, c4, c5), language.tokens, language.mask, grid)
+            features = self.step_proj(out.hidden)
+            rec_sentence = out.sentence if self.card.step.sentence_to_rec else None
+            return ResBranch(features, features, out.logits, None, rec_sentence)
+        res = self.res_garan(self.top_down.down(mid, c3), sentence)
+        return ResBranch(res.features, res.attended, self.mask_head(res.features), res.collect)
 
     def forward(self, images: torch.Tensor, tokens: TokenBatch) -> GroundingOutput:
         size = self.card.input_size
@@ -80,42 +133,70 @@ class GroundingModel(nn.Module):
                 f"images: expected [B, 3, {size}, {size}] letterboxed input for card "
                 f"'{self.card.name}', found {tuple(images.shape)}"
             )
-        sentence = self.language(tokens).sentence
+        language = self.language(tokens)
         c3, c4, c5 = self.backbone(images)
-        fused = self.fusion(c5, sentence)
-        mid, down = self.top_down(fused, c4, c3)
-        res = self.res_garan(down, sentence)
-        rec = self.rec_garan(self.bottom_up(res.features, mid, fused), sentence)
+        fusion = self._fuse(c3, c4, c5, language)
+        sentence = language.sentence if fusion.sentence is None else fusion.sentence
+        mid = self.top_down.mid(fusion.fused, c4)
+        res = self._res_branch(mid, c3, c4, c5, language, sentence)
+        rec_sentence = sentence if res.sentence is None else res.sentence
+        rec = self.rec_garan(self.bottom_up(res.features, mid, fusion.fused), rec_sentence)
         raw = self.box_head(rec.features)
+        direct = None if self.direct_box is None else self.direct_box(fusion.cls)
         return GroundingOutput(
             raw=raw,
             boxes_xywh=decode_boxes(raw, self.anchors),
             objectness=raw[..., 4],
-            mask_logits=self.mask_head(res.features),
+            mask_logits=res.mask_logits,
             res_attended=res.attended,
             rec_attended=rec.attended,
             res_collect=res.collect,
             rec_collect=rec.collect,
-            sentence=sentence,
+            sentence=language.sentence,
+            direct_box=direct,
         )
 
-    def compute_losses(self, output: GroundingOutput, targets: GroundingTargets) -> dict[str, torch.Tensor]:
-        """{"loss", "xy", "wh", "conf", "mask", "cem", "energy"}; every term averaged over the batch."""
+    def per_sample_losses(self, output: GroundingOutput, targets: GroundingTargets) -> dict[str, torch.Tensor]:
+        """Per-sample [B] terms: "xy", "wh", "conf", "mask" (0 without a mask target) and, with the direct
+        box head, "box_l1" and "box_giou" on normalised coordinates (0 for samples without a box)."""
         cfg = self.card.losses
-        terms = yolo_losses(output.raw, output.boxes_xywh, targets.yolo, cfg.ignore_iou, cfg.wh_sigma)
-        zero = output.raw.new_zeros(())
-        terms["mask"] = zero if targets.mask is None else mask_loss(output.mask_logits, targets.mask)
-        energy = self.cem(output.res_attended, output.rec_attended)
-        terms["cem"] = cem_loss(energy)
-        terms["loss"] = (
-            terms["xy"]
-            + terms["wh"]
-            + terms["conf"]
-            + cfg.mask_weight * terms["mask"]
-            + cfg.cem_weight * terms["cem"]
-        )
-        terms["energy"] = energy.detach().mean()
+        terms = yolo_losses_per_sample(output.raw, output.boxes_xywh, targets.yolo, cfg.ignore_iou, cfg.wh_sigma)
+        batch = output.raw.shape[0]
+        no_mask = output.raw.new_zeros(batch)
+        terms["mask"] = no_mask if targets.mask is None else mask_loss_per_sample(output.mask_logits, targets.mask)
+        if output.direct_box is not None:
+            valid = targets.yolo.valid.to(output.direct_box.dtype)
+            gt = targets.yolo.boxes_xywh.to(output.direct_box.dtype) / self.card.input_size
+            terms["box_l1"] = valid * l1_box_loss(output.direct_box, gt)
+            terms["box_giou"] = valid * giou_loss(cxcywh_to_xyxy(output.direct_box), cxcywh_to_xyxy(gt))
         return terms
+
+    def cem_term(self, output: GroundingOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """(L_cem, mean energy detached) between the RES and REC attended maps."""
+        energy = self.cem(output.res_attended, output.rec_attended)
+        return cem_loss(energy), energy.detach().mean()
+
+    def compute_losses(self, output: GroundingOutput, targets: GroundingTargets) -> dict[str, torch.Tensor]:
+        """{"loss", "xy", "wh", "conf", "mask", "cem", "energy"} (+ "box_l1", "box_giou" with the direct box
+        head); every term averaged over the batch; "loss" uses MCN's fixed weights."""
+        cfg = self.card.losses
+        terms = {name: values.mean() for name, values in self.per_sample_losses(output, targets).items()}
+        terms["cem"], energy = self.cem_term(output)
+        direct = terms.get("box_l1", 0.0) + terms.get("box_giou", 0.0)
+        terms["loss"] = (
+            terms["xy"] + terms["wh"] + terms["conf"] + cfg.mask_weight * terms["mask"]
+            + cfg.cem_weight * terms["cem"] + direct
+        )
+        terms["energy"] = energy
+        return terms
+
+    def top_boxes(self, output: GroundingOutput) -> tuple[torch.Tensor, torch.Tensor]:
+        """(xyxy input pixels [B, 4], score [B]) of the card's box source; the score is the top YOLO
+        objectness either way (the direct head has no confidence of its own)."""
+        boxes, scores = select_top_box(output.boxes_xywh, output.objectness)
+        if self.card.inference.box_source == "direct":
+            boxes = xywh_to_xyxy(output.direct_box * self.card.input_size)
+        return boxes, scores
 
     @torch.no_grad()
     def predict(
@@ -132,7 +213,7 @@ class GroundingModel(nn.Module):
             )
         cfg, size = self.card.inference, self.card.input_size
         use_asnls = cfg.asnls if asnls is None else asnls
-        boxes, scores = select_top_box(output.boxes_xywh, output.objectness)
+        boxes, scores = self.top_boxes(output)
         probs = F.interpolate(
             torch.sigmoid(output.mask_logits.float()), size=(size, size), mode="bilinear", align_corners=False
         )[:, 0]

@@ -1,7 +1,8 @@
 """AdamW with HREM's parameter groups and the per-epoch step decay.
 
 Groups (REFERENCE_HREM.md §3): the pretrained text backbone at lr * backbone_lr_mult, every other
-trainable model parameter at lr, the training criterion (instance relation) at lr * graph_lr_factor.
+trainable model parameter at lr, the training criterion (instance relation) at lr * graph_lr_factor, or
+the criterion's own groups when it defines `optimizer_groups(config)` (the grounding loss weights).
 Frozen parameters (requires_grad False, e.g. a frozen MiniLM) are left out. The schedule is a pure
 function of the epoch, so resuming needs only the epoch number, not a pickled scheduler object.
 """
@@ -25,11 +26,13 @@ def param_groups(model: nn.Module, criterion: nn.Module, config: TrainConfig) ->
     for name, param in model.named_parameters():
         if param.requires_grad:
             (backbone if _is_backbone(name, config.backbone_prefixes) else rest).append(param)
+    groups = [("backbone", backbone, config.lr * config.backbone_lr_mult), ("model", rest, config.lr)]
+    model_groups = [{"name": name, "params": params, "lr": lr, "base_lr": lr} for name, params, lr in groups if params]
+    if hasattr(criterion, "optimizer_groups"):  # a criterion with its own lr / decay per parameter kind
+        return model_groups + criterion.optimizer_groups(config)
     graph = [p for p in criterion.parameters() if p.requires_grad]
-    groups = [("backbone", backbone, config.lr * config.backbone_lr_mult),
-              ("model", rest, config.lr),
-              ("criterion", graph, config.lr * config.graph_lr_factor)]
-    return [{"name": name, "params": params, "lr": lr, "base_lr": lr} for name, params, lr in groups if params]
+    lr = config.lr * config.graph_lr_factor
+    return model_groups + ([{"name": "criterion", "params": graph, "lr": lr, "base_lr": lr}] if graph else [])
 
 
 def build_optimizer(model: nn.Module, criterion: nn.Module, config: TrainConfig) -> torch.optim.AdamW:

@@ -1,0 +1,142 @@
+"""The optional grounding components wired into the MCN model, the criterion and the CLI: every option
+builds from a card, trains a few steps from `hrem train-grounding --set ...`, saves, loads and predicts."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hrem.cli import main
+from hrem.config.base import ConfigError
+from hrem.factory import create_model, load_card
+from hrem.grounding import build_mcn_tokenizer, build_targets
+from hrem.grounding.letterbox import letterbox_meta
+from hrem.train.config import TrainConfig
+from hrem.train.grounding import GroundingCriterion, GroundingTask
+from hrem.train.optim import build_optimizer
+
+STEP = {"res_head": "step", "step.embed_dim": 16, "step.attention_dim": 8, "step.gru_hidden": 4}
+CA2M = {"fusion": "ca2m", "ca2m.text_layers": [1], "ca2m.group_width": 8, "ca2m.fusion_width": 16,
+        "ca2m.heads": 2, "ca2m.group_layers": 1, "ca2m.fusion_layers": 1}
+DIRECT = {**CA2M, "ca2m.box_head": True, "inference.box_source": "direct"}
+XTASK = {"xtask.enabled": True, "xtask.tt_width": 4}
+OPTIONS = {
+    "step": STEP, "step+sentence": {**STEP, "step.sentence_to_rec": True}, "ca2m": CA2M,
+    "ca2m+garan": {**CA2M, "ca2m.sentence_to_garan": True}, "ca2m+direct+self_paced":
+        {**DIRECT, "loss_weighting": "self_paced"}, "self_paced_yolo": {"loss_weighting": "self_paced",
+                                                                         "self_paced.apply_to": "yolo"},
+    "xtask": XTASK, "xtask+uncertainty": {**XTASK, "xtask.balance": "uncertainty"},
+    "xtask+gradnorm": {**XTASK, "xtask.balance": "gradnorm"}, "alignment": {**XTASK, "xtask.mode": "alignment"},
+    "uncertainty": {"xtask.balance": "uncertainty"},
+}
+
+
+def _batch(model):
+    tokens = build_mcn_tokenizer(model.card)(["a red circle", "the blue square left of it"])
+    boxes = torch.tensor([[4.0, 6.0, 20.0, 30.0], [30.0, 30.0, 50.0, 44.0]])
+    masks = torch.zeros(2, 64, 64)
+    masks[0, 6:30, 4:20] = 1
+    masks[1, 30:44, 30:50] = 1
+    return torch.rand(2, 3, 64, 64), tokens, build_targets(boxes, model.anchors, 64, masks)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIONS))
+def test_each_option_trains_and_predicts(name):
+    torch.manual_seed(0)
+    model = create_model(load_card("mcn-tiny", OPTIONS[name]))
+    images, tokens, targets = _batch(model)
+    criterion = GroundingCriterion(model, GroundingTask())
+    optimizer = build_optimizer(model, criterion, TrainConfig(lr=1e-3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(2):
+        terms = criterion(model(images, tokens), targets)
+        optimizer.zero_grad()
+        terms["loss"].backward()
+        optimizer.step()
+    assert torch.isfinite(terms["loss"])
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.eval()
+    (pred, _) = model.predict(model(images, tokens), [letterbox_meta(64, 64, 64)] * 2)
+    assert pred.mask.shape == (64, 64) and pred.box_xyxy.shape == (4,)
+
+
+def test_transfer_and_uncertainty_recombine_the_sides_as_documented():
+    torch.manual_seed(0)
+    card = load_card("mcn-tiny", {**XTASK, "xtask.balance": "uncertainty", "xtask.lambda1": 0.2,
+                                  "xtask.lambda2": 0.3})
+    model = create_model(card)
+    images, tokens, targets = _batch(model)
+    criterion = GroundingCriterion(model, GroundingTask())
+    with torch.no_grad():
+        criterion.uncertainty.log_vars.copy_(torch.tensor([0.5, -0.25]))
+    t = criterion(model(images, tokens), targets)
+    rec = 0.7 * (t["xy"] + t["wh"] + t["conf"]) + 0.3 * t["xtask_box_to_mask"]
+    res = 0.8 * 0.1 * t["mask"] + 0.2 * t["xtask_mask_to_box"]
+    expected = 0.5 * torch.exp(torch.tensor(-0.5)) * rec + 0.5 + 0.5 * torch.exp(torch.tensor(0.25)) * res - 0.25
+    torch.testing.assert_close(t["loss"], expected + t["cem"])
+
+
+def test_single_task_ablations_keep_the_plain_sum():
+    model = create_model(load_card("mcn-tiny", {**XTASK, "xtask.balance": "gradnorm"}))
+    criterion = GroundingCriterion(model, GroundingTask("rec"))
+    assert criterion.xtask is None and criterion.gradnorm is None
+
+
+def test_optimizer_groups_of_the_loss_weights():
+    card = load_card("mcn-tiny", {**DIRECT, **XTASK, "xtask.balance": "gradnorm", "loss_weighting": "self_paced"})
+    model = create_model(card)
+    criterion = GroundingCriterion(model, GroundingTask())
+    groups = {g["name"]: g for g in build_optimizer(model, criterion, TrainConfig(lr=1e-3)).param_groups}
+    assert groups["self_paced"]["lr"] == 5e-5 and groups["self_paced"]["weight_decay"] == 0.0
+    assert len(groups["self_paced"]["params"]) == 2  # sigma of L1 and of GIoU
+    in_optimizer = {id(p) for g in groups.values() for p in g["params"]}
+    assert id(criterion.gradnorm.weights) not in in_optimizer  # GradNorm's weights take their own step
+    assert all(id(p) in in_optimizer for p in criterion.xtask.parameters())
+
+
+def test_gradnorm_in_the_criterion_moves_only_the_task_weights():
+    torch.manual_seed(0)
+    model = create_model(load_card("mcn-tiny", {"xtask.balance": "gradnorm", "xtask.gradnorm_lr": 0.05}))
+    images, tokens, targets = _batch(model)
+    criterion = GroundingCriterion(model, GroundingTask()).train()
+    criterion(model(images, tokens), targets)
+    assert all(p.grad is None for p in model.parameters())
+    weights = criterion.gradnorm.weights.detach()
+    assert not torch.equal(weights, torch.ones(2)) and abs(float(weights.sum()) - 2.0) < 1e-5
+
+
+def test_invalid_option_combinations_are_named():
+    with pytest.raises(ConfigError, match="box_source"):
+        load_card("mcn-tiny", {"inference.box_source": "direct"})
+    with pytest.raises(ConfigError, match="apply_to"):
+        load_card("mcn-tiny", {"loss_weighting": "self_paced"})
+    with pytest.raises(ValueError, match="text_layers"):
+        create_model(load_card("mcn-tiny", {**CA2M, "ca2m.text_layers": [2]}))  # the tiny BERT has 1 layer
+
+
+def test_gru_language_gives_two_granularities_to_ca2m():
+    card = load_card("mcn-tiny", {**CA2M, "language.kind": "gru", "language.config_overrides": {}})
+    model = create_model(card)
+    images, tokens, _ = _batch(model)
+    assert model(images, tokens).mask_logits.shape == (2, 1, 8, 8)
+
+
+def test_options_train_save_and_evaluate_from_the_cli(tmp_path):
+    from hrem.data.cache import ensure_shapesref
+
+    data = ensure_shapesref(tmp_path / "shapes", train=12, dev=3, test=3, size=64, workers=1)
+    out = tmp_path / "run"
+    sets = [arg for key, value in {**STEP, **XTASK, "xtask.balance": "gradnorm"}.items()
+            for arg in ("--set", f"{key}={json.dumps(value)}")]
+    args = ["train-grounding", "--out", str(out), "--card", "mcn-tiny", "--data", str(data), "--batch-size", "4",
+            "--workers", "0", "--device", "cpu", "--save-every", "1", "--log-every", "1", *sets]
+    assert main([*args, "--max-iters", "2", "--test-splits", ""]) == 0
+    assert main([*args, "--max-iters", "3"]) == 0  # resumes, criterion state (GradNorm L(0)) included
+    state = torch.load(out / "training_state.pt", weights_only=True)
+    assert state["position"]["iteration"] == 3
+    steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all("weight_rec" in s for s in steps if s["kind"] == "step")
+    assert json.loads((out / "config.json").read_text())["res_head"] == "step"
+    report = json.loads((out / "report" / "report.json").read_text())["results"]["refs-test"]
+    assert report["n_samples"] > 0
