@@ -51,7 +51,8 @@ def model(card):
     return build_mcn(card, "cpu")
 
 
-@pytest.mark.parametrize("name", ["mcn-tiny", "mcn-demo", "mcn-resnet50"])
+@pytest.mark.parametrize("name", ["mcn-tiny", "mcn-demo", "mcn-resnet50", "mcn-demo-step", "mcn-demo-xtask",
+                                  "mcn-demo-ca2m"])
 def test_packaged_cards_validate(name):
     card = load_mcn_card(str(CARDS_DIR / f"{name}.json"))
     assert card.name == name and card.kind == "mcn" and card.input_size % 32 == 0 and len(card.anchors) == 3

@@ -23,6 +23,7 @@ DIRECT = {**CA2M, "ca2m.box_head": True, "inference.box_source": "direct"}
 XTASK = {"xtask.enabled": True, "xtask.tt_width": 4}
 OPTIONS = {
     "step": STEP, "step+sentence": {**STEP, "step.sentence_to_rec": True}, "ca2m": CA2M,
+    "step+neck+shifted": {**STEP, "step.visual_source": "neck", "step.heatmap": "shifted"},
     "ca2m+garan": {**CA2M, "ca2m.sentence_to_garan": True}, "ca2m+direct+self_paced":
         {**DIRECT, "loss_weighting": "self_paced"}, "self_paced_yolo": {"loss_weighting": "self_paced",
                                                                          "self_paced.apply_to": "yolo"},

@@ -258,3 +258,17 @@ def test_head_overfits_one_square_mask():
         pred = head(levels, words, mask, GRID).probs[-1] > 0.5
     iou = (pred & target.bool()).sum() / (pred | target.bool()).sum()
     assert iou > 0.9
+
+
+def test_shifted_heatmap_is_in_unit_range_and_never_dead():
+    torch.manual_seed(0)
+    pixels = torch.nn.functional.normalize(torch.randn(2, 6, 4, 5), dim=1).requires_grad_(True)
+    sentence = torch.nn.functional.normalize(torch.randn(2, 6), dim=1)
+    shifted = text_heatmap(pixels, -sentence.abs(), "shifted")
+    assert shifted.shape == (2, 1, 4, 5) and float(shifted.min()) >= 0.0 and float(shifted.max()) <= 1.0
+    cosine = torch.einsum("behw,be->bhw", pixels.detach(), -sentence.abs())[:, None]
+    torch.testing.assert_close(shifted.detach(), (cosine + 1) / 2)
+    shifted.sum().backward()
+    assert pixels.grad.abs().min() > 0  # the clipped form gives zero gradient wherever cos < 0
+    with pytest.raises(ValueError, match="heatmap kind"):
+        text_heatmap(pixels, sentence, "softplus")

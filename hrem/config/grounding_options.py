@@ -20,6 +20,9 @@ class STEPCfg:
     """STEP (Chen et al., ICCV 2019) as MCN's RES head; defaults are the paper's widths (blog notes)."""
 
     folds: int = 1  # K: T = K x (number of levels) ConvGRU steps (paper main results: K = 5)
+    # the three maps STEP reads: "backbone" = C3/C4/C5 (the reference's plug-in, as STEP reads DeepLab's
+    # maps), "neck" = MCN's language-fused F_down / F_mid / F_m (strides 8/16/32) [hrem option]
+    visual_source: Literal["backbone", "neck"] = "backbone"
     level_order: Literal["coarse_to_fine", "fine_to_coarse"] = "coarse_to_fine"  # [assumption]
     context_dilation: int = 3  # 3x3 atrous context conv per level, rate 3
     context_width: int = 0  # output width of the context conv; 0 = keep the level's width [assumption]
@@ -29,6 +32,7 @@ class STEPCfg:
     gru_kernel: int = 3
     gru_inputs: Literal["heatmap", "heatmap_and_mask"] = "heatmap"  # x_t = Q_t or [Q_t, P_{t-1}] [assumption]
     initial_mask: float = 0.5  # P_0, uniform [assumption]
+    heatmap: Literal["clipped", "shifted"] = "clipped"  # Q = max(0, cos) (paper) or (cos + 1) / 2 [hrem option]
     pixel_temperature: float = 1.0  # omega = softmax(P / tau); tau = 1 is the paper [derived: weak at 1]
     sentence_to_rec: bool = False  # feed the mask-attended s_T to the REC GARAN instead of f_q
 

@@ -90,7 +90,8 @@ class GroundingModel(nn.Module):
         self.fusion = build_fusion(card, backbone.channels, language)
         self.top_down = TopDownPath(w.fusion, c4, c3, w.skip, w.neck)
         if card.res_head == "step":
-            self.step = STEPHead((c3, c4, c5), text_dim, card.step)
+            neck_maps = card.step.visual_source == "neck"
+            self.step = STEPHead((w.neck, w.neck, w.fusion) if neck_maps else (c3, c4, c5), text_dim, card.step)
             self.step_proj = ConvBNLeaky(card.step.gru_hidden, w.neck, 1)  # h_T -> F_s (CEM, REC input)
         else:
             self.res_garan = GARAN(w.neck, text_dim, w.garan_heads)
@@ -116,10 +117,14 @@ class GroundingModel(nn.Module):
             return self.fusion(c3, c4, c5, language)
         return FusionOutput(self.fusion(c5, language.sentence))
 
-    def _res_branch(self, mid, c3, c4, c5, language: LanguageOutput, sentence: torch.Tensor) -> ResBranch:
+    def _res_branch(self, fused, mid, c3, c4, c5, language: LanguageOutput, sentence: torch.Tensor) -> ResBranch:
         if self.card.res_head == "step":
             grid = tuple(c3.shape[-2:])
-            out = self.step((c3, c4, c5), language.tokens, language.mask, grid)
+            if self.card.step.visual_source == "neck":
+                levels = (self.top_down.down(mid, c3), mid, fused)
+            else:
+                levels = (c3, c4, c5)
+            out = self.step(levels, language.tokens, language.mask, grid)
             features = self.step_proj(out.hidden)
             rec_sentence = out.sentence if self.card.step.sentence_to_rec else None
             return ResBranch(features, features, out.logits, None, rec_sentence)
@@ -138,7 +143,7 @@ class GroundingModel(nn.Module):
         fusion = self._fuse(c3, c4, c5, language)
         sentence = language.sentence if fusion.sentence is None else fusion.sentence
         mid = self.top_down.mid(fusion.fused, c4)
-        res = self._res_branch(mid, c3, c4, c5, language, sentence)
+        res = self._res_branch(fusion.fused, mid, c3, c4, c5, language, sentence)
         rec_sentence = sentence if res.sentence is None else res.sentence
         rec = self.rec_garan(self.bottom_up(res.features, mid, fusion.fused), rec_sentence)
         raw = self.box_head(rec.features)

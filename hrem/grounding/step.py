@@ -112,9 +112,16 @@ def _check_sentence_inputs(
         )
 
 
-def text_heatmap(pixel_embed: torch.Tensor, sentence_embed: torch.Tensor) -> torch.Tensor:
-    """Q [B, 1, H, W] = max(0, <phi(v_i), psi(s)>) from unit vectors phi [B, E, H, W] and psi [B, E]."""
-    return torch.relu(torch.einsum("behw,be->bhw", pixel_embed, sentence_embed))[:, None]
+def text_heatmap(pixel_embed: torch.Tensor, sentence_embed: torch.Tensor, kind: str = "clipped") -> torch.Tensor:
+    """Q [B, 1, H, W] in [0, 1] from unit vectors phi [B, E, H, W] and psi [B, E]: max(0, cos) (the paper,
+    "clipped") or (cos + 1) / 2 ("shifted", an hrem option: a level whose cosines are all negative gets no
+    gradient through the clipped form and stays dead, which happened on ShapesRef)."""
+    cosine = torch.einsum("behw,be->bhw", pixel_embed, sentence_embed)[:, None]
+    if kind == "shifted":
+        return (cosine + 1.0) / 2.0
+    if kind != "clipped":
+        raise ValueError(f"heatmap kind: expected 'clipped' or 'shifted', found {kind!r}")
+    return torch.relu(cosine)
 
 
 class ConvGRUCell(nn.Module):
@@ -217,7 +224,7 @@ class STEPHead(nn.Module):
             )
             psi = F.normalize(torch.tanh(self.sentence_embed(sentence)), dim=-1)
             heat = F.interpolate(
-                text_heatmap(level.embed, psi), size=grid, mode="bilinear", align_corners=False
+                text_heatmap(level.embed, psi, self.cfg.heatmap), size=grid, mode="bilinear", align_corners=False
             )
             gru_input = heat if self.cfg.gru_inputs == "heatmap" else torch.cat([heat, prob], dim=1)
             hidden = self.gru(gru_input, hidden)
