@@ -16,7 +16,7 @@ from hrem.grounding.xtask import CrossTaskConsistency, TaskTransferNet, soft_box
 def test_soft_box_raster_matches_a_naive_loop_and_is_differentiable():
     boxes = torch.tensor([[8.0, 16.0, 40.0, 30.0], [0.0, 0.0, 64.0, 64.0]], requires_grad=True)
     got = soft_box_raster(boxes, (8, 8), stride=8.0, sharpness=10.0)
-    sig = lambda v: 1.0 / (1.0 + math.exp(-v))  # noqa: E731
+    sig = lambda v: 1.0 / (1.0 + math.exp(-v))
     for b in range(2):
         x1, y1, x2, y2 = (float(v) / 8.0 for v in boxes[b].detach())
         for i in range(8):

@@ -28,7 +28,6 @@ from hrem.grounding.yolo import xywh_to_xyxy
 from hrem.train.loop import Trainer
 from hrem.utils.device import autocast
 
-
 TASKS = ("joint", "rec", "res")
 
 
@@ -94,7 +93,8 @@ class GroundingCriterion(nn.Module):
         groups = [("criterion", main, config.lr, config.weight_decay),
                   ("loss_weights", no_decay, config.lr, 0.0)]
         if self.self_paced is not None:
-            groups.append(("self_paced", list(self.self_paced.parameters()), self._model[0].card.self_paced.sigma_lr, 0.0))
+            sigma_lr = self._model[0].card.self_paced.sigma_lr
+            groups.append(("self_paced", list(self.self_paced.parameters()), sigma_lr, 0.0))
         return [{"name": name, "params": params, "lr": lr, "base_lr": lr, "weight_decay": decay}
                 for name, params, lr, decay in groups if params]
 
