@@ -265,7 +265,8 @@ def test_shifted_heatmap_is_in_unit_range_and_never_dead():
     pixels = torch.nn.functional.normalize(torch.randn(2, 6, 4, 5), dim=1).requires_grad_(True)
     sentence = torch.nn.functional.normalize(torch.randn(2, 6), dim=1)
     shifted = text_heatmap(pixels, -sentence.abs(), "shifted")
-    assert shifted.shape == (2, 1, 4, 5) and float(shifted.min()) >= 0.0 and float(shifted.max()) <= 1.0
+    assert shifted.shape == (2, 1, 4, 5)
+    assert float(shifted.detach().min()) >= 0.0 and float(shifted.detach().max()) <= 1.0
     cosine = torch.einsum("behw,be->bhw", pixels.detach(), -sentence.abs())[:, None]
     torch.testing.assert_close(shifted.detach(), (cosine + 1) / 2)
     shifted.sum().backward()
