@@ -26,15 +26,6 @@ from hrem.utils.paths import CARDS_DIR
 TEXTS = ["the red circle on the left", "big blue square"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are tiny: with 2 threads on a shared 2-core machine, OpenMP barriers stall for seconds.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def card() -> MCNCard:
     return load_mcn_card(str(CARDS_DIR / "mcn-tiny.json"))

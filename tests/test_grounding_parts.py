@@ -32,16 +32,6 @@ from hrem.grounding.yolo import (
     xyxy_to_xywh,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These models are tiny: with 2 threads on a shared 2-core machine, OpenMP barriers stall for seconds.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 ODD_SIZES = [(37, 91), (91, 37), (200, 3), (3, 200), (64, 64), (13, 7), (641, 479)]
 
 

@@ -23,15 +23,6 @@ GRID = (8, 10)
 TEXT_DIM = 12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: on the shared 2-core machine OpenMP barriers cost more than the work.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _sentence_inputs(gen: torch.Generator, batch=2, positions=7, length=5, att=4, dim=3):
     pixels = torch.randn(batch, positions, att, generator=gen, dtype=torch.float64)
     words_proj = torch.randn(batch, length, att, generator=gen, dtype=torch.float64)
