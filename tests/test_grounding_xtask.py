@@ -10,7 +10,8 @@ from torch import nn
 
 from hrem.config.grounding_options import XTaskCfg
 from hrem.grounding.balance import GradNorm, UncertaintyWeights
-from hrem.grounding.xtask import CrossTaskConsistency, TaskTransferNet, soft_box_raster, top_box_xyxy
+from hrem.grounding.xtask import CrossTaskConsistency, TaskTransferNet, soft_box_raster
+from hrem.grounding.yolo import select_top_box
 
 
 def test_soft_box_raster_matches_a_naive_loop_and_is_differentiable():
@@ -76,7 +77,7 @@ def test_consistency_targets_are_the_other_heads_detached_predictions():
 def test_top_box_is_the_highest_objectness_box_with_gradient():
     boxes = torch.rand(2, 3, 3, 3, 4, requires_grad=True)
     objectness = torch.randn(2, 3, 3, 3)
-    got = top_box_xyxy(boxes, objectness)
+    got, _ = select_top_box(boxes, objectness)
     for b in range(2):
         idx = objectness[b].flatten().argmax()
         cx, cy, w, h = boxes[b].reshape(-1, 4)[idx]

@@ -10,8 +10,9 @@ gradient through its box coordinates. The transfer nets' inputs are not detached
 consistency gradient reaches the *source* head); only the targets are. Both losses are summed over the
 map and divided by the batch, like MCN's mask BCE.
 
-hrem's choices where the sources leave it open: the REC box is the top-objectness YOLO box (its
-coordinates are differentiable, the argmax is not), and it is not multiplied by its confidence.
+hrem's choices where the sources leave it open: the REC box is the top-objectness YOLO box
+(`yolo.select_top_box`: its coordinates are differentiable, the argmax is not), and it is not
+multiplied by its confidence.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from hrem.config.grounding_options import XTaskCfg
-from hrem.grounding.yolo import xywh_to_xyxy
 
 UNET_DEPTH = 3  # three 2x poolings: inputs are padded to a multiple of 8
 
@@ -87,13 +87,6 @@ class TaskTransferNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([x, skip], dim=1))
         return self.out(x)[..., :height, :width]
-
-
-def top_box_xyxy(boxes_xywh: torch.Tensor, objectness: torch.Tensor) -> torch.Tensor:
-    """The highest-objectness YOLO box per sample, xyxy input pixels, differentiable in its coordinates."""
-    best = objectness.flatten(1).argmax(dim=1)
-    chosen = boxes_xywh.flatten(1, 3)[torch.arange(best.shape[0], device=best.device), best]
-    return xywh_to_xyxy(chosen)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,11 @@
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from hrem.config.base import require_format, from_dict, load_json, require
+from hrem.config.base import from_dict, load_json, require, require_format, to_dict
 from hrem.utils.files import write_json_atomic
 
 INDEX_JSON = "index.json"
@@ -76,15 +75,7 @@ class IndexInfo:
         require(rows == self.ntotal, f"ntotal: expected {rows} (sum of shard rows), found {self.ntotal}")
 
     def to_json(self) -> dict[str, Any]:
-        return json_ready(dataclasses.asdict(self))
-
-
-def json_ready(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    return obj
+        return to_dict(self)
 
 
 def read_info(index_dir: str | Path) -> IndexInfo:

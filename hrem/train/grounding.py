@@ -23,8 +23,8 @@ from hrem.grounding import GroundingModel, GroundingOutput, GroundingTargets, bu
 from hrem.grounding.balance import GradNorm, UncertaintyWeights
 from hrem.grounding.self_paced import SelfPacedWeighting
 from hrem.grounding.targets import MASK_STRIDE
-from hrem.grounding.xtask import CrossTaskConsistency, top_box_xyxy
-from hrem.grounding.yolo import xywh_to_xyxy
+from hrem.grounding.xtask import CrossTaskConsistency
+from hrem.grounding.yolo import select_top_box, xywh_to_xyxy
 from hrem.train.loop import Trainer
 from hrem.utils.device import autocast
 
@@ -128,8 +128,8 @@ class GroundingCriterion(nn.Module):
     def _add_transfer(self, output, targets, rec, res, terms) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self._model[0].card.xtask
         gt_box = xywh_to_xyxy(targets.yolo.boxes_xywh.to(output.boxes_xywh.dtype))
-        losses = self.xtask(output.mask_logits, top_box_xyxy(output.boxes_xywh, output.objectness), gt_box,
-                            targets.mask)
+        top_box, _ = select_top_box(output.boxes_xywh, output.objectness)
+        losses = self.xtask(output.mask_logits, top_box, gt_box, targets.mask)
         terms["xtask_mask_to_box"], terms["xtask_box_to_mask"] = losses.mask_to_box, losses.box_to_mask
         rec = (1 - cfg.lambda2) * rec + cfg.lambda2 * losses.box_to_mask
         res = (1 - cfg.lambda1) * res + cfg.lambda1 * losses.mask_to_box
