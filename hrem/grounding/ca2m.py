@@ -90,21 +90,29 @@ class CA2MLayer(nn.Module):
         self.text_norm2 = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, visual: Tensor, text: Tensor, text_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, visual: Tensor, text: Tensor, text_mask: Tensor, validated: bool = False
+                ) -> tuple[Tensor, Tensor]:
         """visual [B, Nv, d], text [B, Nl, d], text_mask [B, Nl] (True = real) -> same shapes.
+
+        `validated`: the caller already checked the inputs and passes a bool mask (the mask check syncs
+        with the device, so a stack of layers should not repeat it).
 
         Outputs at pad text positions are meaningless (pad queries still attend); nothing else reads them.
         """
-        if visual.dim() != 3 or text.dim() != 3 or visual.shape[0] != text.shape[0]:
-            raise ValueError(f"CA2MLayer: expected visual [B, Nv, d] and text [B, Nl, d], found "
-                             f"{tuple(visual.shape)} and {tuple(text.shape)}")
-        mask = _real_token_mask(text_mask, text)
+        mask = text_mask if validated else self._check(visual, text, text_mask)
         visual = self.visual_norm1(visual + self.drop(self.visual_attn(visual, text, mask)))
         visual = self.visual_norm2(visual + self.drop(self.visual_ffn(visual)))
         # The language update reads the visual tokens just computed (F_v'), not the layer's input.
         text = self.text_norm1(text + self.drop(self.text_attn(text, visual)))
         text = self.text_norm2(text + self.drop(self.text_ffn(text)))
         return visual, text
+
+    @staticmethod
+    def _check(visual: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        if visual.dim() != 3 or text.dim() != 3 or visual.shape[0] != text.shape[0]:
+            raise ValueError(f"CA2MLayer: expected visual [B, Nv, d] and text [B, Nl, d], found "
+                             f"{tuple(visual.shape)} and {tuple(text.shape)}")
+        return _real_token_mask(text_mask, text)
 
 
 def sine_position_2d(height: int, width: int, dim: int, device: torch.device | str | None,
@@ -143,7 +151,7 @@ def _stack(count: int, width: int, cfg: CA2MCfg) -> nn.ModuleList:
 
 def _run(layers: nn.ModuleList, visual: Tensor, text: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
     for layer in layers:
-        visual, text = layer(visual, text, mask)
+        visual, text = layer(visual, text, mask, validated=True)  # checked once by MultiGrainedCA2M
     return visual, text
 
 

@@ -97,7 +97,6 @@ class GRULanguageEncoder(nn.Module):
 
     def __init__(self, cfg: MCNLanguageCfg, vocab_size: int, pad_id: int = 0, with_levels: bool = False) -> None:
         super().__init__()
-        self.with_levels = with_levels
         self.level_widths = (cfg.word_dim, cfg.dim) if with_levels else ()
         self.embed = nn.Embedding(vocab_size, cfg.word_dim, padding_idx=pad_id)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -112,5 +111,5 @@ class GRULanguageEncoder(nn.Module):
         packed = pack_padded_sequence(words, lengths, batch_first=True, enforce_sorted=False)
         states, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=words.shape[1])
         tokens = states[..., : self.dim] + states[..., self.dim :]  # merge_mode = "sum"
-        levels = (words, tokens) if self.with_levels else ()
+        levels = (words, tokens) if self.level_widths else ()
         return LanguageOutput(self.pool(tokens, mask), tokens, mask, levels)

@@ -74,7 +74,7 @@ class ResBranch:
 
 def build_fusion(card: MCNCard, channels: tuple[int, int, int], language: nn.Module) -> nn.Module:
     if card.fusion == "ca2m":
-        return CA2MFusion(channels, tuple(getattr(language, "level_widths", ())), card.ca2m, card.widths.fusion,
+        return CA2MFusion(channels, language.level_widths, card.ca2m, card.widths.fusion,
                           card.language.dim, card.language.max_tokens + 2)
     return SimpleFusion(channels[2], card.language.dim, card.widths.fusion)
 
@@ -107,7 +107,7 @@ class GroundingModel(nn.Module):
 
     def shared_layer(self) -> torch.Tensor:
         """The last weight both tasks depend on (GradNorm's W): the fused trunk's last conv, or with STEP
-        (whose RES head reads the backbone maps, not F_m) the backbone's last conv."""
+        (whose RES head may read the backbone maps, not F_m) the backbone's last conv."""
         if self.card.res_head == "step":
             return [m for m in self.backbone.modules() if isinstance(m, nn.Conv2d)][-1].weight
         return self.fusion.last_weight
