@@ -73,3 +73,26 @@ def test_ablation_losses(task, cem):
     torch.testing.assert_close(terms["loss"], expected)
     with pytest.raises(ValueError, match="task"):
         GroundingTask("both")
+
+
+@pytest.mark.parametrize("freeze,cache_size,cached", [(True, 100, True), (True, 0, False), (False, 100, False)])
+def test_trainer_caches_a_frozen_language_encoder(tmp_path, freeze, cache_size, cached):
+    from hrem.data.cache import ensure_shapesref
+    from hrem.train.config import TrainConfig
+    from hrem.train.grounding_run import build_grounding_trainer
+
+    data = ensure_shapesref(tmp_path / "shapes", train=4, dev=2, test=2, size=64, workers=1)
+    card = load_card("mcn-tiny", {"language.freeze": freeze})
+    trainer = build_grounding_trainer(card, read_grounding_split(data, "train"), tmp_path / "run",
+                                      TrainConfig(batch_size=2, text_cache_size=cache_size, workers=0),
+                                      GroundingTask(), torch.device("cpu"), evaluate=None, kmeans=False)
+    text = trainer.model.language.text
+    assert (text.feature_cache is not None) == cached
+    if cached:  # same states as the encoder itself, and the second call is served from the cache
+        tokens = build_mcn_tokenizer(card)(["the red circle", "a small shape"])
+        trainer.model.eval()  # no pooling dropout
+        first = trainer.model.language(tokens).sentence
+        torch.testing.assert_close(trainer.model.language(tokens).sentence, first)
+        assert text.feature_cache.hits == 2
+        text.feature_cache = None
+        torch.testing.assert_close(trainer.model.language(tokens).sentence, first)

@@ -21,6 +21,7 @@ CA2M = {"fusion": "ca2m", "ca2m.text_layers": [1], "ca2m.group_width": 8, "ca2m.
         "ca2m.heads": 2, "ca2m.group_layers": 1, "ca2m.fusion_layers": 1}
 DIRECT = {**CA2M, "ca2m.box_head": True, "inference.box_source": "direct"}
 XTASK = {"xtask.enabled": True, "xtask.tt_width": 4}
+REFINE = {"mask_refine.enabled": True, "mask_refine.skip": 4, "mask_refine.width": 8}
 OPTIONS = {
     "step": STEP, "step+sentence": {**STEP, "step.sentence_to_rec": True}, "ca2m": CA2M,
     "step+neck+shifted": {**STEP, "step.visual_source": "neck", "step.heatmap": "shifted"},
@@ -29,7 +30,7 @@ OPTIONS = {
                                                                          "self_paced.apply_to": "yolo"},
     "xtask": XTASK, "xtask+uncertainty": {**XTASK, "xtask.balance": "uncertainty"},
     "xtask+gradnorm": {**XTASK, "xtask.balance": "gradnorm"}, "alignment": {**XTASK, "xtask.mode": "alignment"},
-    "uncertainty": {"xtask.balance": "uncertainty"},
+    "uncertainty": {"xtask.balance": "uncertainty"}, "mask_refine": REFINE, "mask_refine+xtask": {**REFINE, **XTASK},
 }
 
 
@@ -39,7 +40,8 @@ def _batch(model):
     masks = torch.zeros(2, 64, 64)
     masks[0, 6:30, 4:20] = 1
     masks[1, 30:44, 30:50] = 1
-    return torch.rand(2, 3, 64, 64), tokens, build_targets(boxes, model.anchors, 64, masks)
+    return torch.rand(2, 3, 64, 64), tokens, build_targets(boxes, model.anchors, 64, masks,
+                                                           fine_mask=model.card.mask_refine.enabled)
 
 
 @pytest.mark.parametrize("name", sorted(OPTIONS))
@@ -123,12 +125,13 @@ def test_gru_language_gives_two_granularities_to_ca2m():
     assert model(images, tokens).mask_logits.shape == (2, 1, 8, 8)
 
 
-def test_options_train_save_and_evaluate_from_the_cli(tmp_path):
+@pytest.mark.parametrize("head", [STEP, REFINE], ids=["step", "mask_refine"])
+def test_options_train_save_and_evaluate_from_the_cli(tmp_path, head):
     from hrem.data.cache import ensure_shapesref
 
     data = ensure_shapesref(tmp_path / "shapes", train=12, dev=3, test=3, size=64, workers=1)
     out = tmp_path / "run"
-    sets = [arg for key, value in {**STEP, **XTASK, "xtask.balance": "gradnorm"}.items()
+    sets = [arg for key, value in {**head, **XTASK, "xtask.balance": "gradnorm"}.items()
             for arg in ("--set", f"{key}={json.dumps(value)}")]
     args = ["train-grounding", "--out", str(out), "--card", "mcn-tiny", "--data", str(data), "--batch-size", "4",
             "--workers", "0", "--device", "cpu", "--save-every", "1", "--log-every", "1", *sets]
@@ -138,6 +141,8 @@ def test_options_train_save_and_evaluate_from_the_cli(tmp_path):
     assert state["position"]["iteration"] == 3
     steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert all("weight_rec" in s for s in steps if s["kind"] == "step")
-    assert json.loads((out / "config.json").read_text())["res_head"] == "step"
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["res_head"] == head.get("res_head", "mcn_aspp")
+    assert saved["mask_refine"]["enabled"] == ("mask_refine.enabled" in head)
     report = json.loads((out / "report" / "report.json").read_text())["results"]["refs-test"]
     assert report["n_samples"] > 0

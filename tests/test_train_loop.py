@@ -6,12 +6,13 @@ import pytest
 import torch
 from test_train_standins import BagModel, ContrastiveCriterion, synthetic_precomp_split
 
+from hrem.config.base import ConfigError
 from hrem.data.collate import TrainCollate
 from hrem.data.datasets import CaptionDataset, ImageLoader
 from hrem.data.tokenize import TextTokenizer
 from hrem.train.config import TrainConfig
 from hrem.train.loop import Trainer
-from hrem.train.optim import lr_scale, param_groups
+from hrem.train.optim import budget_fraction, lr_scale, param_groups
 from hrem.train.sampler import EpochBatchSampler, steps_per_epoch
 from hrem.utils.paths import packaged_minilm_dir
 
@@ -91,6 +92,27 @@ def test_lr_decays_at_decay_epoch(tmp_path, tokenizer):
     lrs = {(r["epoch"], r["lr"]) for r in lines if r["kind"] == "step"}
     assert sorted({lr for e, lr in lrs if e == 0}) == pytest.approx([1e-2])
     assert sorted({lr for e, lr in lrs if e == 1}) == pytest.approx([5e-3])
+
+
+def test_lr_decays_at_budget_fractions(tmp_path, tokenizer):
+    config = base_config(lr=1e-2, max_iters=20, decay_epochs=(), decay_fractions=(0.5, 0.75), decay_rate=0.5)
+    make_trainer(tmp_path, tokenizer, config).run()
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in lines if r["kind"] == "step"]
+    # iterations 1..10 ran before 50% of the budget, 11..15 before 75%, 16..20 after
+    assert lrs == pytest.approx([1e-2] * 10 + [5e-3] * 5 + [2.5e-3] * 5)
+
+
+def test_budget_fraction_takes_the_further_budget():
+    both = TrainConfig(max_iters=100, time_budget_min=10)
+    assert budget_fraction(25, 300.0, both) == pytest.approx(0.5)    # time: 5 of 10 min
+    assert budget_fraction(80, 60.0, both) == pytest.approx(0.8)     # iterations
+    assert budget_fraction(80, 60.0, TrainConfig()) == 0.0
+    assert lr_scale(0, TrainConfig(max_iters=10, decay_fractions=(0.5,)), 0.5) == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="decay_fractions"):
+        TrainConfig(decay_fractions=(0.5,))
+    with pytest.raises(ConfigError, match="decay_fractions"):
+        TrainConfig(max_iters=10, decay_fractions=(1.5,))
 
 
 def test_nan_steps_are_skipped_without_update(tmp_path, tokenizer):

@@ -10,7 +10,7 @@ import json
 import logging
 from pathlib import Path
 
-from hrem.cli.options import add_threads_argument
+from hrem.cli.options import add_threads_argument, parse_fractions
 
 log = logging.getLogger("hrem.ground")
 
@@ -81,6 +81,9 @@ def _register_train(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=None, help="default 32")
     p.add_argument("--lr", type=float, default=None, help="Adam(W) lr, default 1e-3 (K)")
     p.add_argument("--decay-epochs", default=None, help="comma-separated epochs where lr /= 10 (default 30,35,40)")
+    p.add_argument("--decay-fractions", type=parse_fractions, default=None,
+                   help="comma-separated fractions of the budget (--time-budget / --max-iters) where lr /= 10, "
+                        "e.g. 0.75: a step schedule for budgeted runs (default none)")
     p.add_argument("--max-iters", type=int, default=None, help="stop (resumably) after this many iterations")
     p.add_argument("--time-budget", type=float, default=None, metavar="MIN", help="stop (resumably) after MIN min")
     p.add_argument("--eval-every", type=int, default=0, help="iterations between dev evaluations; 0 = each epoch")
@@ -195,7 +198,9 @@ def _train_config(args: argparse.Namespace):
     from hrem.train.grounding_run import grounding_train_config
 
     decay = tuple(int(e) for e in args.decay_epochs.split(",") if e.strip()) if args.decay_epochs else None
-    return grounding_train_config(lr=args.lr, epochs=args.epochs, decay_epochs=decay, batch_size=args.batch_size,
+    return grounding_train_config(lr=args.lr, epochs=args.epochs, decay_epochs=decay,
+                                  decay_fractions=args.decay_fractions,
+                                  batch_size=args.batch_size,
                                   precision=args.precision, workers=args.workers, seed=args.seed,
                                   log_every=args.log_every, eval_every=args.eval_every,
                                   save_every=args.save_every, max_iters=args.max_iters,

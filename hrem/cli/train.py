@@ -10,7 +10,7 @@ import json
 import logging
 from pathlib import Path
 
-from hrem.cli.options import add_threads_argument
+from hrem.cli.options import add_threads_argument, parse_fractions
 
 log = logging.getLogger("hrem.train")
 
@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     p.add_argument("--max-iters", type=int, default=None, help="stop (resumably) after this many iterations in total")
     p.add_argument("--time-budget", type=float, default=None, metavar="MIN",
                    help="stop (resumably) after MIN minutes of training (dev evaluations included)")
+    p.add_argument("--decay-fractions", type=parse_fractions, default=None,
+                   help="comma-separated fractions of the budget (--time-budget / --max-iters) where the lr is "
+                        "multiplied by train.decay_rate, e.g. 0.75 (default none)")
     p.add_argument("--eval-every", type=int, default=0, help="iterations between dev evaluations; 0 = every epoch")
     p.add_argument("--save-every", type=int, default=0, help="iterations between training states; 0 = every epoch")
     p.add_argument("--log-every", type=int, default=10, help="iterations between metrics.jsonl lines")
@@ -95,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
     config = train_config_from_card(
         card, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, precision=precision,
         workers=args.workers, seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
-        save_every=args.save_every, max_iters=args.max_iters, time_budget_min=args.time_budget)
+        save_every=args.save_every, max_iters=args.max_iters, time_budget_min=args.time_budget,
+        decay_fractions=args.decay_fractions)
     seed_everything(args.seed)
     train_split = open_retrieval_split(args.data, "train", args.image_root)
     dev_split = open_retrieval_split(args.data, "dev", args.image_root)

@@ -91,6 +91,37 @@ class MCNWidthsCfg:
 
 
 @dataclass(frozen=True)
+class MCNMaskRefineCfg:
+    """hrem option, not in MCN: an extra head that refines the stride-8 RES mask to stride 4.
+
+    MCN predicts the mask at stride 8 (52 x 52 at 416 px, fine for COCO objects). ShapesRef objects are
+    ~22 px wide at 128 px, about 3 cells at stride 8, and even the ground truth sampled on that grid and
+    upsampled scores mIoU 68.4 on ShapesRef test (80.5 at stride 4; benchmarks/mask_stride_ceiling.py).
+    With `enabled`, MCN's stride-8 mask and its loss stay as they are; a DeepLabv3+-style step reads the
+    ASPP branches (1x1 to `width`), upsamples them x2, concatenates a 1x1 projection (`skip` channels) of
+    the backbone stage `feature` (stride 4), applies a 3x3 conv and adds a 1x1 correction (zero at
+    initialisation) to the upsampled stride-8 logits. It is trained with `weight` x BCE summed over the
+    stride-4 map; with `detach` its inputs are detached, so MCN's own gradients are unchanged (a first
+    version that replaced the stride-8 mask let the mask bypass the shared trunk and cost ~16 points of
+    Acc@0.5 at 500 iterations). Inference uses the refined mask.
+    """
+
+    enabled: bool = False
+    feature: str = "stage1"  # backbone stage at stride 4 (transformers ResNet: stage1)
+    skip: int = 32
+    width: int = 64
+    weight: float = 0.1  # on the BCE summed over the stride-4 map (MCN: 0.1 on its stride-8 sum)
+    detach: bool = True
+
+    def validate(self) -> None:
+        require(self.feature in STAGE_NAMES, f"mask_refine.feature: expected one of {STAGE_NAMES}, "
+                f"found {self.feature!r}")
+        require(self.skip >= 1 and self.width >= 1,
+                f"mask_refine.skip / width: expected >= 1, found {self.skip} / {self.width}")
+        require(self.weight >= 0, f"mask_refine.weight: expected >= 0, found {self.weight}")
+
+
+@dataclass(frozen=True)
 class MCNLossCfg:
     mask_weight: float = 0.1  # K seg_loss_weight, on the BCE summed over the stride-8 map
     cem_weight: float = 1.0
@@ -118,6 +149,7 @@ class MCNCard:
     widths: MCNWidthsCfg = field(default_factory=MCNWidthsCfg)
     losses: MCNLossCfg = field(default_factory=MCNLossCfg)
     inference: MCNInferenceCfg = field(default_factory=MCNInferenceCfg)
+    mask_refine: MCNMaskRefineCfg = field(default_factory=MCNMaskRefineCfg)  # hrem option: + stride-4 mask
     # optional components of REFERENCE_EXTRA.md; the defaults are the MCN baseline
     res_head: Literal["mcn_aspp", "step"] = "mcn_aspp"
     step: STEPCfg = field(default_factory=STEPCfg)
@@ -145,6 +177,16 @@ class MCNCard:
         self._validate_options()
 
     def _validate_options(self) -> None:
+        require(
+            not self.mask_refine.enabled or self.res_head == "mcn_aspp",
+            f"mask_refine.enabled: refines the ASPP decoder's mask; res_head {self.res_head!r} predicts its "
+            "own stride-8 mask (set mask_refine.enabled to false)",
+        )
+        require(
+            not self.mask_refine.enabled or self.mask_refine.feature not in self.backbone.out_features,
+            f"mask_refine.feature {self.mask_refine.feature!r}: expected a stride-4 stage not among "
+            f"backbone.out_features {self.backbone.out_features}",
+        )
         direct = self.fusion == "ca2m" and self.ca2m.box_head
         require(
             self.inference.box_source == "yolo" or direct,
@@ -185,6 +227,7 @@ __all__ = [
     "MCNInferenceCfg",
     "MCNLanguageCfg",
     "MCNLossCfg",
+    "MCNMaskRefineCfg",
     "MCNWidthsCfg",
     "load_mcn_card",
     "mcn_card_from_dict",

@@ -20,11 +20,11 @@ from hrem.config.grounding import STAGE_NAMES, MCNBackboneCfg
 log = logging.getLogger(__name__)
 
 
-def _build_hf_backbone(cfg: MCNBackboneCfg) -> nn.Module:
+def _build_hf_backbone(cfg: MCNBackboneCfg, fine_feature: str | None) -> nn.Module:
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
-    out_features = list(cfg.out_features)
+    out_features = ([fine_feature] if fine_feature else []) + list(cfg.out_features)
     if cfg.path is not None:
         path = Path(cfg.path).expanduser()
         if not (path / "config.json").is_file():
@@ -53,12 +53,15 @@ def _stage_modules(backbone: nn.Module) -> list[nn.Module]:
 
 
 class VisualBackbone(nn.Module):
-    """images [B, 3, S, S] in [0, 1] -> (C3 [B, c3, S/8, S/8], C4 [.., S/16], C5 [.., S/32])."""
+    """images [B, 3, S, S] in [0, 1] -> (C3 [B, c3, S/8, S/8], C4 [.., S/16], C5 [.., S/32]), preceded by
+    C2 [B, c2, S/4, S/4] when `fine_feature` names a stride-4 stage (the card's mask_refine)."""
 
-    def __init__(self, cfg: MCNBackboneCfg) -> None:
+    def __init__(self, cfg: MCNBackboneCfg, fine_feature: str | None = None) -> None:
         super().__init__()
-        self.body = _build_hf_backbone(cfg)
-        self.channels: tuple[int, int, int] = tuple(int(c) for c in self.body.channels)  # type: ignore[assignment]
+        self.body = _build_hf_backbone(cfg, fine_feature)
+        channels = [int(c) for c in self.body.channels]
+        self.fine_channels: int | None = channels.pop(0) if fine_feature else None
+        self.channels: tuple[int, int, int] = tuple(channels)  # type: ignore[assignment]
         self.register_buffer("pixel_mean", torch.tensor(cfg.pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
         self._frozen: list[nn.Module] = []
@@ -74,7 +77,6 @@ class VisualBackbone(nn.Module):
             module.eval()
         return self
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         pixels = (images - self.pixel_mean) / self.pixel_std
-        c3, c4, c5 = self.body(pixel_values=pixels).feature_maps
-        return c3, c4, c5
+        return tuple(self.body(pixel_values=pixels).feature_maps)

@@ -39,7 +39,8 @@ def build_mcn(
     card: MCNCard, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
 ) -> GroundingModel:
     """A freshly initialised GroundingModel for `card` on `device` / `dtype` (hrem.factory loads weights)."""
-    model = GroundingModel(card, VisualBackbone(card.backbone), build_language(card))
+    fine = card.mask_refine.feature if card.mask_refine.enabled else None
+    model = GroundingModel(card, VisualBackbone(card.backbone, fine), build_language(card))
     model.to(device=device, dtype=dtype)
     log.info(
         "built MCN '%s': %.2f M parameters (%.2f M trainable)",

@@ -69,6 +69,7 @@ class HFLanguageEncoder(nn.Module):
         self.frozen = cfg.freeze
         if self.frozen:
             self.text.requires_grad_(False)
+            self.text.eval()  # from the start, so a feature cache can be enabled before the first train()
         self.proj = nn.Linear(self.text.hidden_size, cfg.dim)
         self.pool = ChannelAttentionPool(cfg.dim, cfg.dropout)
 

@@ -4,6 +4,7 @@ images [B, 3, S, S] (letterboxed, [0, 1]) + tokens
   -> backbone C3/C4/C5 (strides 8/16/32), language f_q
   -> simple fusion at stride 32 (F_m)                      [fusion: ca2m -> multi-grained CA2M]
   -> RES: top-down to stride 8, GARAN, ASPP -> mask logits [B, 1, S/8, S/8]   [res_head: step -> STEP]
+     [mask_refine (hrem option): + a head refining the mask to S/4 with the stride-4 backbone map]
   -> REC: bottom-up from the RES post-GARAN features to stride 32, GARAN, YOLO conv -> [B, g, g, 3, 5]
      [ca2m.box_head: + a direct box from the fused [CLS] token]
 Training adds CEM between the two branches' attended maps (`compute_losses`); inference takes the top box,
@@ -30,7 +31,7 @@ from hrem.grounding.cem import ConsistencyEnergy, cem_loss
 from hrem.grounding.fusion import SimpleFusion
 from hrem.grounding.fusion_ca2m import CA2MFusion, FusionOutput
 from hrem.grounding.garan import GARAN
-from hrem.grounding.heads import ASPPDecoder, YoloHead
+from hrem.grounding.heads import ASPPDecoder, MaskRefiner, YoloHead
 from hrem.grounding.language import LanguageOutput
 from hrem.grounding.layers import ConvBNLeaky
 from hrem.grounding.letterbox import LetterboxMeta, box_from_letterbox, probs_from_letterbox
@@ -53,6 +54,12 @@ class GroundingOutput:
     rec_collect: torch.Tensor  # [B, heads, (S/32)^2]
     sentence: torch.Tensor  # [B, D] f_q
     direct_box: torch.Tensor | None = None  # [B, 4] normalised (cx, cy, w, h) of the CA2M box head
+    fine_mask_logits: torch.Tensor | None = None  # [B, 1, S/4, S/4] with mask_refine
+
+    @property
+    def output_mask_logits(self) -> torch.Tensor:
+        """The mask inference uses: the refined stride-4 mask when the card has one, else MCN's stride 8."""
+        return self.mask_logits if self.fine_mask_logits is None else self.fine_mask_logits
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,18 @@ class ResBranch:
     mask_logits: torch.Tensor  # [B, 1, S/8, S/8]
     collect: torch.Tensor | None = None
     sentence: torch.Tensor | None = None  # STEP's s_T when it replaces f_q on the REC side
+    fine_mask_logits: torch.Tensor | None = None  # [B, 1, S/4, S/4] (mask_refine)
+
+
+def build_mask_refiner(card: MCNCard, aspp: ASPPDecoder, fine_channels: int | None) -> MaskRefiner | None:
+    """hrem's stride-4 refinement head when the card enables mask_refine, else None."""
+    refine = card.mask_refine
+    if not refine.enabled:
+        return None
+    if fine_channels is None:
+        raise ValueError("mask_refine.enabled: the visual backbone was built without the stride-4 map "
+                         f"{refine.feature!r} (build the model with hrem.grounding.build_mcn)")
+    return MaskRefiner(aspp.merged_channels, fine_channels, refine.skip, refine.width, refine.detach)
 
 
 def build_fusion(card: MCNCard, channels: tuple[int, int, int], language: nn.Module) -> nn.Module:
@@ -96,6 +115,7 @@ class GroundingModel(nn.Module):
         else:
             self.res_garan = GARAN(w.neck, text_dim, w.garan_heads)
             self.mask_head = ASPPDecoder(w.neck, w.aspp, w.aspp_dilations)
+            self.mask_refiner = build_mask_refiner(card, self.mask_head, backbone.fine_channels)
         self.bottom_up = BottomUpPath(w.fusion, w.neck)
         self.rec_garan = GARAN(w.neck, text_dim, w.garan_heads)
         self.box_head = YoloHead(w.neck, len(card.anchors))
@@ -117,7 +137,8 @@ class GroundingModel(nn.Module):
             return self.fusion(c3, c4, c5, language)
         return FusionOutput(self.fusion(c5, language.sentence))
 
-    def _res_branch(self, fused, mid, c3, c4, c5, language: LanguageOutput, sentence: torch.Tensor) -> ResBranch:
+    def _res_branch(self, fused, mid, c3, c4, c5, language: LanguageOutput, sentence: torch.Tensor,
+                    fine: torch.Tensor | None) -> ResBranch:
         if self.card.res_head == "step":
             grid = tuple(c3.shape[-2:])
             if self.card.step.visual_source == "neck":
@@ -129,7 +150,12 @@ class GroundingModel(nn.Module):
             rec_sentence = out.sentence if self.card.step.sentence_to_rec else None
             return ResBranch(features, features, out.logits, None, rec_sentence)
         res = self.res_garan(self.top_down.down(mid, c3), sentence)
-        return ResBranch(res.features, res.attended, self.mask_head(res.features), res.collect)
+        if self.mask_refiner is None:
+            return ResBranch(res.features, res.attended, self.mask_head(res.features), res.collect)
+        merged = self.mask_head.merged(res.features)
+        mask = self.mask_head.out(merged)
+        return ResBranch(res.features, res.attended, mask, res.collect,
+                         fine_mask_logits=self.mask_refiner(merged, mask, fine))
 
     def forward(self, images: torch.Tensor, tokens: TokenBatch) -> GroundingOutput:
         size = self.card.input_size
@@ -139,11 +165,14 @@ class GroundingModel(nn.Module):
                 f"'{self.card.name}', found {tuple(images.shape)}"
             )
         language = self.language(tokens)
-        c3, c4, c5 = self.backbone(images)
+        *fine, c3, c4, c5 = self.backbone(images)
+        if fine and tuple(fine[0].shape[-2:]) != (2 * c3.shape[-2], 2 * c3.shape[-1]):
+            raise ValueError(f"mask_refine.feature {self.card.mask_refine.feature!r}: expected a stride-4 map "
+                             f"of {2 * c3.shape[-2]}x{2 * c3.shape[-1]}, found {tuple(fine[0].shape[-2:])}")
         fusion = self._fuse(c3, c4, c5, language)
         sentence = language.sentence if fusion.sentence is None else fusion.sentence
         mid = self.top_down.mid(fusion.fused, c4)
-        res = self._res_branch(fusion.fused, mid, c3, c4, c5, language, sentence)
+        res = self._res_branch(fusion.fused, mid, c3, c4, c5, language, sentence, fine[0] if fine else None)
         rec_sentence = sentence if res.sentence is None else res.sentence
         rec = self.rec_garan(self.bottom_up(res.features, mid, fusion.fused), rec_sentence)
         raw = self.box_head(rec.features)
@@ -159,16 +188,20 @@ class GroundingModel(nn.Module):
             rec_collect=rec.collect,
             sentence=language.sentence,
             direct_box=direct,
+            fine_mask_logits=res.fine_mask_logits,
         )
 
     def per_sample_losses(self, output: GroundingOutput, targets: GroundingTargets) -> dict[str, torch.Tensor]:
-        """Per-sample [B] terms: "xy", "wh", "conf", "mask" (0 without a mask target) and, with the direct
-        box head, "box_l1" and "box_giou" on normalised coordinates (0 for samples without a box)."""
+        """Per-sample [B] terms: "xy", "wh", "conf", "mask" (0 without a mask target), with mask_refine
+        "mask_fine" (stride 4, when the targets have it) and, with the direct box head, "box_l1" and
+        "box_giou" on normalised coordinates (0 for samples without a box)."""
         cfg = self.card.losses
         terms = yolo_losses_per_sample(output.raw, output.boxes_xywh, targets.yolo, cfg.ignore_iou, cfg.wh_sigma)
         batch = output.raw.shape[0]
         no_mask = output.raw.new_zeros(batch)
         terms["mask"] = no_mask if targets.mask is None else mask_loss_per_sample(output.mask_logits, targets.mask)
+        if output.fine_mask_logits is not None and targets.fine_mask is not None:
+            terms["mask_fine"] = mask_loss_per_sample(output.fine_mask_logits, targets.fine_mask)
         if output.direct_box is not None:
             valid = targets.yolo.valid.to(output.direct_box.dtype)
             gt = targets.yolo.boxes_xywh.to(output.direct_box.dtype) / self.card.input_size
@@ -183,14 +216,15 @@ class GroundingModel(nn.Module):
 
     def compute_losses(self, output: GroundingOutput, targets: GroundingTargets) -> dict[str, torch.Tensor]:
         """{"loss", "xy", "wh", "conf", "mask", "cem", "energy"} (+ "box_l1", "box_giou" with the direct box
-        head); every term averaged over the batch; "loss" uses MCN's fixed weights."""
+        head, + "mask_fine" with mask_refine); every term averaged over the batch; "loss" uses MCN's fixed weights."""
         cfg = self.card.losses
         terms = {name: values.mean() for name, values in self.per_sample_losses(output, targets).items()}
         terms["cem"], energy = self.cem_term(output)
         direct = terms.get("box_l1", 0.0) + terms.get("box_giou", 0.0)
+        refine = self.card.mask_refine.weight * terms.get("mask_fine", 0.0)
         terms["loss"] = (
             terms["xy"] + terms["wh"] + terms["conf"] + cfg.mask_weight * terms["mask"]
-            + cfg.cem_weight * terms["cem"] + direct
+            + cfg.cem_weight * terms["cem"] + direct + refine
         )
         terms["energy"] = energy
         return terms
@@ -220,7 +254,8 @@ class GroundingModel(nn.Module):
         use_asnls = cfg.asnls if asnls is None else asnls
         boxes, scores = self.top_boxes(output)
         probs = F.interpolate(
-            torch.sigmoid(output.mask_logits.float()), size=(size, size), mode="bilinear", align_corners=False
+            torch.sigmoid(output.output_mask_logits.float()), size=(size, size), mode="bilinear",
+            align_corners=False,
         )[:, 0]
         predictions = []
         for prob, box, score, meta in zip(probs, boxes.float().cpu(), scores.float().cpu(), metas):

@@ -20,6 +20,9 @@ class TrainConfig:
     epochs: int = 30
     decay_epochs: tuple[int, ...] = (15, 25)  # lr *= decay_rate at the start of each of these epochs
     decay_rate: float = 0.1
+    # lr *= decay_rate once each of these fractions of the run's budget (time_budget_min and / or max_iters,
+    # whichever is further along) is reached: a step schedule that fits a budgeted run (hrem, not the papers)
+    decay_fractions: tuple[float, ...] = ()
     batch_size: int = 128
     grad_clip: float = 2.0                   # max grad norm over model + criterion params; 0 = off
     precision: str = "fp32"                  # fp32 | bf16 | fp16 (autocast; fp16 adds a grad scaler)
@@ -49,6 +52,11 @@ class TrainConfig:
         require(self.text_cache_size >= 0,
                 f"text_cache_size: expected >= 0, found {self.text_cache_size}")
         require(self.workers >= 0, f"workers: expected >= 0, found {self.workers}")
+        require(all(0 < f < 1 for f in self.decay_fractions),
+                f"decay_fractions: expected fractions in (0, 1), found {self.decay_fractions}")
+        require(not self.decay_fractions or self.max_iters is not None or self.time_budget_min is not None,
+                "decay_fractions: expected a budget to take fractions of (max_iters or time_budget_min), "
+                "found neither")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -62,7 +62,8 @@ class GroundingCriterion(nn.Module):
     """Composes the model's per-sample loss terms into the training loss.
 
     MCN baseline: box (xy + wh + conf) + mask_weight x mask + cem_weight x CEM, with the ablation switches
-    (REC-only, RES-only, without CEM). The card's optional parts (REFERENCE_EXTRA.md) add training-only
+    (REC-only, RES-only, without CEM); hrem's `mask_refine` adds mask_refine.weight x its stride-4 mask BCE
+    (with the RES task). The card's optional parts (REFERENCE_EXTRA.md) add training-only
     modules that live here, not in the saved model:
     - `xtask.enabled`: transfer nets; RES side (1 - l1) L_res + l1 L_{s->c}, REC side (1 - l2) L_rec + l2 L_{c->s};
     - `xtask.balance`: the two sides balanced by uncertainty weights or GradNorm instead of summed;
@@ -106,11 +107,12 @@ class GroundingCriterion(nn.Module):
         zero = output.raw.new_zeros(())
         rec = self._rec_side(per_sample, terms) if task.rec else zero
         res = cfg.mask_weight * terms["mask"] if task.res else zero
+        refine = model.card.mask_refine.weight * terms["mask_fine"] if task.res and "mask_fine" in terms else zero
         if self.xtask is not None:
             rec, res = self._add_transfer(output, targets, rec, res, terms)
         terms["cem"], terms["energy"] = model.cem_term(output)
         cem = cfg.cem_weight * terms["cem"] if task.uses_cem else zero
-        terms["loss"] = self._balance(rec, res, terms) + cem
+        terms["loss"] = self._balance(rec, res, terms) + cem + refine  # refine: its own head, never balanced
         return terms
 
     def _rec_side(self, per_sample: dict[str, torch.Tensor], terms: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -163,7 +165,8 @@ class GroundingTrainer(Trainer):
             raise ValueError("training split: the RES loss needs a mask for every referred object, found a "
                              "batch without masks (train with --task rec, or add masks)")
         targets = build_targets(batch.boxes_letterbox.to(device), model.anchors, size,
-                                None if masks is None or not self.criterion.task.res else masks.to(device))
+                                None if masks is None or not self.criterion.task.res else masks.to(device),
+                                fine_mask=model.card.mask_refine.enabled)
         with autocast(device, self.config.precision):
             output = model(batch.pixels.to(device), batch.tokens.to(device))
             return self.criterion(output, targets)

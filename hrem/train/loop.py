@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from hrem.train.config import TrainConfig
 from hrem.train.metrics_log import MetricsLog
-from hrem.train.optim import build_optimizer, set_epoch_lr, trainable_params
+from hrem.train.optim import budget_fraction, build_optimizer, set_epoch_lr, trainable_params
 from hrem.train.sampler import EpochBatchSampler, steps_per_epoch
 from hrem.train.state import (
     STATE_FILE,
@@ -101,6 +101,10 @@ class Trainer:
     def _elapsed(self) -> float:
         return self._seconds_before + time.perf_counter() - self._session_start
 
+    def _set_lr(self) -> None:
+        fraction = budget_fraction(self.position.iteration, self._elapsed(), self.config)
+        set_epoch_lr(self.optimizer, self.position.epoch, self.config, fraction)
+
     def _epoch_loader(self) -> DataLoader:
         sampler = EpochBatchSampler(len(self.dataset), self.config.batch_size, self.config.seed,
                                     self.position.epoch, skip=self.position.step_in_epoch)
@@ -109,7 +113,7 @@ class Trainer:
 
     def _run_epoch(self) -> str | None:
         """Train the rest of the current epoch; the reason for stopping early, or None at its end."""
-        set_epoch_lr(self.optimizer, self.position.epoch, self.config)
+        self._set_lr()
         self.model.train()
         self.criterion.train()
         loader = self._epoch_loader()
@@ -120,6 +124,8 @@ class Trainer:
             if reason:
                 bar.close()
                 return reason
+            if self.config.decay_fractions:
+                self._set_lr()
             started = time.perf_counter()
             losses = self._step(batch)
             self._after_step(batch, losses, time.perf_counter() - started, bar)

@@ -4,7 +4,8 @@ Groups (REFERENCE_HREM.md §3): the pretrained text backbone at lr * backbone_lr
 trainable model parameter at lr, the training criterion (instance relation) at lr * graph_lr_factor, or
 the criterion's own groups when it defines `optimizer_groups(config)` (the grounding loss weights).
 Frozen parameters (requires_grad False, e.g. a frozen MiniLM) are left out. The schedule is a pure
-function of the epoch, so resuming needs only the epoch number, not a pickled scheduler object.
+function of the epoch and of the fraction of the run's budget used (`decay_fractions`; the trained seconds
+are part of the saved position), so resuming needs no pickled scheduler object.
 """
 from __future__ import annotations
 
@@ -42,13 +43,25 @@ def build_optimizer(model: nn.Module, criterion: nn.Module, config: TrainConfig)
     return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def lr_scale(epoch: int, config: TrainConfig) -> float:
-    """decay_rate ** (number of decay epochs already reached); epochs count from 0."""
-    return config.decay_rate ** sum(1 for e in config.decay_epochs if epoch >= e)
+def budget_fraction(iteration: int, train_seconds: float, config: TrainConfig) -> float:
+    """How far the run is through its budget: the larger of iteration / max_iters and the trained minutes /
+    time_budget_min (0 without a budget)."""
+    parts = [0.0]
+    if config.max_iters is not None:
+        parts.append(iteration / config.max_iters)
+    if config.time_budget_min is not None:
+        parts.append(train_seconds / (60.0 * config.time_budget_min))
+    return max(parts)
 
 
-def set_epoch_lr(optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig) -> None:
-    scale = lr_scale(epoch, config)
+def lr_scale(epoch: int, config: TrainConfig, fraction: float = 0.0) -> float:
+    """decay_rate ** (decay epochs reached + budget fractions reached); epochs count from 0."""
+    steps = sum(1 for e in config.decay_epochs if epoch >= e) + sum(1 for f in config.decay_fractions if fraction >= f)
+    return config.decay_rate ** steps
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, epoch: int, config: TrainConfig, fraction: float = 0.0) -> None:
+    scale = lr_scale(epoch, config, fraction)
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * scale
 
