@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from hrem.config.model import HeadCard
-from hrem.encoders.pooling import GPO, masked_mean, maxk_pool
+from hrem.encoders.pooling import GPO, hrem_pool_unpadded, masked_mean, maxk_pool
 
 
 class EncoderOutput(NamedTuple):
@@ -35,6 +35,8 @@ def pool_fragments(tokens: torch.Tensor, mask: torch.Tensor, head: HeadCard,
     related = aggr(tokens, mask) if aggr is not None else tokens
     if head.pooling == "hrem":
         r = head.residual_weight
+        if not (tokens.requires_grad or related.requires_grad) and bool(mask.all()):
+            return hrem_pool_unpadded(tokens, related, r, head.maxk)
         return r * maxk_pool(tokens, mask, head.maxk) + (1.0 - r) * masked_mean(related, mask)
     if head.pooling == "mean":
         return masked_mean(related, mask)
