@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "hrem"
 LAYERS = [
     {"config", "utils"},
     {"store"},
-    {"encoders", "relation", "losses", "data", "index"},
+    {"encoders", "relation", "losses", "data", "index", "vision"},
     {"model", "grounding", "eval"},
     {"factory"},
     {"checkpoint"},

@@ -46,7 +46,9 @@ def test_search_text_ground_adds_box_score_mask(corpus, tmp_path):
         assert [h.id for h in row] == [h.id for h in plain_row] and all(h.grounding is not None for h in row)
         direct = grounder.ground([corpus["data"] / h.key for h in row], [query] * len(row))
         for hit, g in zip(row, direct):
-            np.testing.assert_allclose(hit.grounding.box, g.box)
+            # the search grounds k images per batch, the direct call a different batch: CPU kernels (e.g.
+            # AVX-512 GEMM blocking) may round differently per batch size, so equal to float32 precision
+            np.testing.assert_allclose(hit.grounding.box, g.box, rtol=1e-5, atol=1e-4)
             assert hit.grounding.score == pytest.approx(g.score)
             record = hit.as_dict()["grounding"]
             assert np.array_equal(rle_decode(record["mask_rle"]), g.mask) and len(record["box"]) == 4

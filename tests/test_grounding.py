@@ -19,7 +19,7 @@ from hrem.grounding import (
     letterbox_image,
     letterbox_meta,
 )
-from hrem.grounding.letterbox import box_to_letterbox, mask_to_letterbox
+from hrem.vision.letterbox import box_to_letterbox, mask_to_letterbox
 from hrem.grounding.yolo import decode_boxes
 from hrem.utils.paths import CARDS_DIR
 

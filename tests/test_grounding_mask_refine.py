@@ -11,7 +11,7 @@ from hrem.config.base import ConfigError
 from hrem.factory import create_model, load_card
 from hrem.grounding import build_mcn_tokenizer, build_targets
 from hrem.grounding.heads import MaskRefiner
-from hrem.grounding.letterbox import letterbox_meta
+from hrem.vision.letterbox import letterbox_meta
 
 REFINE = {"mask_refine.enabled": True, "mask_refine.skip": 4, "mask_refine.width": 8}
 

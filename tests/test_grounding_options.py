@@ -11,7 +11,7 @@ from hrem.cli import main
 from hrem.config.base import ConfigError
 from hrem.factory import create_model, load_card
 from hrem.grounding import build_mcn_tokenizer, build_targets
-from hrem.grounding.letterbox import letterbox_meta
+from hrem.vision.letterbox import letterbox_meta
 from hrem.train.config import TrainConfig
 from hrem.train.grounding import GroundingCriterion, GroundingTask
 from hrem.train.optim import build_optimizer

@@ -12,7 +12,7 @@ from hrem.grounding.anchors import kmeans_anchors, mean_best_iou
 from hrem.grounding.asnls import asnls, hard_nls, round_box
 from hrem.grounding.cem import ConsistencyEnergy, cem_loss, consistency_energy
 from hrem.grounding.garan import GARAN
-from hrem.grounding.letterbox import (
+from hrem.vision.letterbox import (
     box_from_letterbox,
     box_to_letterbox,
     letterbox_image,

@@ -24,7 +24,7 @@ from hrem.data.readers.refs import RefObject, read_mask
 from hrem.data.tokenize import TokenBatch
 
 # (image, box xyxy, mask | None) -> (pixels [3, S, S], box [4], mask [S, S] | None, meta); the caller passes
-# hrem.grounding.letterbox.SampleLetterbox (data sits below grounding in the layering, so it is injected).
+# hrem.vision.letterbox.SampleLetterbox (data sits below grounding in the layering, so it is injected).
 Prepare = Callable[[Image.Image, np.ndarray, "np.ndarray | None"], tuple[np.ndarray, np.ndarray, Any, Any]]
 
 

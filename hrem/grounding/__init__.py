@@ -9,7 +9,7 @@ predictions = model.ground(torch.from_numpy(image)[None], tokenizer(["the red ci
 from hrem.grounding.anchors import kmeans_anchors, mean_best_iou
 from hrem.grounding.asnls import asnls, hard_nls
 from hrem.grounding.build import build_mcn, build_mcn_tokenizer, count_parameters
-from hrem.grounding.letterbox import (
+from hrem.vision.letterbox import (
     LetterboxMeta,
     box_from_letterbox,
     box_to_letterbox,

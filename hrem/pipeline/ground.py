@@ -30,7 +30,7 @@ from hrem.data.tokenize import TextTokenizer
 from hrem.eval.grounding_accumulator import GroundingAccumulator
 from hrem.eval.rle import rle_encode
 from hrem.grounding import GroundingModel, build_mcn_tokenizer, letterbox_image
-from hrem.grounding.letterbox import SampleLetterbox
+from hrem.vision.letterbox import SampleLetterbox
 from hrem.utils.paths import ASSETS_DIR
 
 log = logging.getLogger(__name__)
