@@ -67,7 +67,7 @@ def search_rows(repeats: int) -> list[str]:
     from hrem.data.cache import ensure_shapesref
     from hrem.index import build_index
     from hrem.pipeline.embed import run_embed
-    from hrem.pipeline.embed_config import EmbedConfig
+    from hrem.pipeline.embed.config import EmbedConfig
     from hrem.pipeline.search import Searcher
 
     with tempfile.TemporaryDirectory() as tmp:

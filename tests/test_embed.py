@@ -9,11 +9,11 @@ import torch
 from test_embed_support import make_listing, make_precomp, make_run, snapshot
 
 from hrem.checkpoint import load_run
+from hrem.data.sources.listing import detect_columns, read_rows
 from hrem.factory import create_image_preprocessor, create_tokenizer
 from hrem.pipeline.embed import run_embed
-from hrem.pipeline.embed_config import EmbedConfig
-from hrem.pipeline.embed_listing import detect_columns, read_rows
-from hrem.pipeline.embed_plan import plan_shards
+from hrem.pipeline.embed.config import EmbedConfig
+from hrem.pipeline.embed.plan import plan_shards
 from hrem.store import load_manifest, read_failures
 
 

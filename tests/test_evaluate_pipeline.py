@@ -5,7 +5,8 @@ import pytest
 import torch
 from test_train_standins import BagModel, synthetic_precomp_split
 
-from hrem.data.datasets import ImageDataset, ImageLoader, detect_format
+from hrem.data.datasets import ImageDataset, ImageLoader
+from hrem.data.sources import detect_input
 from hrem.data.tokenize import TextTokenizer
 from hrem.eval import evaluate_retrieval
 from hrem.factory import create_model, create_tokenizer, load_card
@@ -92,14 +93,16 @@ def test_protocol_choice():
         resolve_protocols(["coco2k"], split)
 
 
-def test_detect_format(tmp_path):
+def test_detect_input(tmp_path):
     (tmp_path / "p").mkdir()
     np.save(tmp_path / "p" / "test_ims.npy", np.zeros((1, 2, 3), np.float32))
-    assert detect_format(tmp_path / "p") == "precomp"
+    assert detect_input(tmp_path / "p") == "precomp"
     (tmp_path / "k").mkdir()
     (tmp_path / "k" / "dataset_coco.json").write_text("{}")
-    assert detect_format(tmp_path / "k") == "images"
+    assert detect_input(tmp_path / "k") == "karpathy"
+    (tmp_path / "listing.parquet").write_bytes(b"")
+    assert detect_input(tmp_path / "listing.parquet") == "listing"
     (tmp_path / "e").mkdir()
     (tmp_path / "e" / "notes.txt").write_text("x")
     with pytest.raises(FileNotFoundError, match=r"expected a \*_precomp folder .* found \['notes.txt'\]"):
-        detect_format(tmp_path / "e")
+        detect_input(tmp_path / "e")

@@ -17,7 +17,7 @@ import pytest
 from test_embed_support import make_listing, make_run, snapshot
 
 from hrem.pipeline.embed import run_embed
-from hrem.pipeline.embed_config import EmbedConfig
+from hrem.pipeline.embed.config import EmbedConfig
 from hrem.store import load_manifest, read_failures
 
 

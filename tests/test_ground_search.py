@@ -15,7 +15,7 @@ from hrem.eval.rle import rle_decode
 from hrem.factory import create_model, load_card
 from hrem.index import build_index
 from hrem.pipeline.embed import run_embed
-from hrem.pipeline.embed_config import EmbedConfig
+from hrem.pipeline.embed.config import EmbedConfig
 from hrem.pipeline.ground import Grounder
 from hrem.pipeline.search import Searcher
 

@@ -19,9 +19,9 @@ from hrem.grounding import (
     letterbox_image,
     letterbox_meta,
 )
-from hrem.vision.letterbox import box_to_letterbox, mask_to_letterbox
 from hrem.grounding.yolo import decode_boxes
 from hrem.utils.paths import CARDS_DIR
+from hrem.vision.letterbox import box_to_letterbox, mask_to_letterbox
 
 TEXTS = ["the red circle on the left", "big blue square"]
 

@@ -11,10 +11,10 @@ from hrem.cli import main
 from hrem.config.base import ConfigError
 from hrem.factory import create_model, load_card
 from hrem.grounding import build_mcn_tokenizer, build_targets
-from hrem.vision.letterbox import letterbox_meta
 from hrem.train.config import TrainConfig
 from hrem.train.grounding import GroundingCriterion, GroundingTask
 from hrem.train.optim import build_optimizer
+from hrem.vision.letterbox import letterbox_meta
 
 STEP = {"res_head": "step", "step.embed_dim": 16, "step.attention_dim": 8, "step.gru_hidden": 4}
 CA2M = {"fusion": "ca2m", "ca2m.text_layers": [1], "ca2m.group_width": 8, "ca2m.fusion_width": 16,

@@ -12,15 +12,6 @@ from hrem.grounding.anchors import kmeans_anchors, mean_best_iou
 from hrem.grounding.asnls import asnls, hard_nls, round_box
 from hrem.grounding.cem import ConsistencyEnergy, cem_loss, consistency_energy
 from hrem.grounding.garan import GARAN
-from hrem.vision.letterbox import (
-    box_from_letterbox,
-    box_to_letterbox,
-    letterbox_image,
-    letterbox_meta,
-    mask_from_letterbox,
-    mask_to_letterbox,
-    probs_from_letterbox,
-)
 from hrem.grounding.losses import ignore_mask, smooth_l1, yolo_losses
 from hrem.grounding.targets import mask_target
 from hrem.grounding.yolo import (
@@ -30,6 +21,15 @@ from hrem.grounding.yolo import (
     shape_iou,
     xywh_to_xyxy,
     xyxy_to_xywh,
+)
+from hrem.vision.letterbox import (
+    box_from_letterbox,
+    box_to_letterbox,
+    letterbox_image,
+    letterbox_meta,
+    mask_from_letterbox,
+    mask_to_letterbox,
+    probs_from_letterbox,
 )
 
 ODD_SIZES = [(37, 91), (91, 37), (200, 3), (3, 200), (64, 64), (13, 7), (641, 479)]

@@ -8,7 +8,7 @@ import pytest
 from test_embed_support import make_listing, make_run, snapshot
 
 from hrem.pipeline.embed import run_embed
-from hrem.pipeline.embed_config import EmbedConfig
+from hrem.pipeline.embed.config import EmbedConfig
 
 if os.environ.get("CI"):
     import ray  # in CI the `ray` extra is installed: an import error must fail, not skip

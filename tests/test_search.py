@@ -14,7 +14,7 @@ from test_embed_support import make_run
 from hrem.cli import main
 from hrem.index import build_index
 from hrem.pipeline.embed import run_embed
-from hrem.pipeline.embed_config import EmbedConfig
+from hrem.pipeline.embed.config import EmbedConfig
 from hrem.pipeline.search import Searcher, parse_filter
 from hrem.pipeline.search_eval import capped_ranks
 

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("hrem embed: give all of --data, --model and --out (or none of them for the demo)")
     from hrem.config.base import from_dict
     from hrem.pipeline.embed import run_embed
-    from hrem.pipeline.embed_config import EmbedConfig
+    from hrem.pipeline.embed.config import EmbedConfig
 
     cfg = from_dict(EmbedConfig, {
         "data": args.data, "model": args.model, "out": args.out, "split": args.split,

@@ -1,9 +1,12 @@
-"""Retrieval datasets over the two on-disk inputs: `*_precomp` region features and Karpathy JSON + images.
+"""Retrieval datasets over any input of hrem.data.sources: `*_precomp` region features, Karpathy JSON +
+images, or a listing (image files or .npy feature files + captions).
 
-`open_retrieval_split(data_dir, split)` detects the format, reads it with `hrem.data.readers` and returns
-one `RetrievalSplit` with the same caption -> image mapping either way. Training iterates captions
-(as the reference: an image whose captions land in the same batch appears several times, and the loss
-treats all pairs sharing an image as positives); evaluation iterates unique images, each encoded once.
+`open_retrieval_split(data, split)` opens the input's sources and returns one `RetrievalSplit` with the
+same caption -> image mapping whatever the format. Training iterates captions (as the reference: an image
+whose captions land in the same batch appears several times, and the loss treats all pairs sharing an
+image as positives); evaluation iterates unique images, each encoded once. Unlike the embed job, which
+records unreadable inputs as failures, training and evaluation refuse an input with refused image keys or
+captions of unknown images.
 """
 from __future__ import annotations
 
@@ -17,11 +20,14 @@ import torch
 from torch.utils.data import Dataset
 
 from hrem.data.augment import drop_regions
+from hrem.data.readers.common import check_files_exist
+from hrem.data.sources import FEATURE_FILES, FEATURE_ROWS, Source, detect_input, open_sources
+from hrem.data.sources.folders import karpathy_json
 
 log = logging.getLogger(__name__)
 
-DataFormat = Literal["precomp", "images"]
-PRECOMP_SPLITS = {"val": "dev", "dev": "dev", "test": "test", "testall": "testall", "train": "train"}
+DataFormat = Literal["precomp", "images", "feature_files"]
+_FORMAT_OF_KIND = {FEATURE_ROWS: "precomp", FEATURE_FILES: "feature_files"}
 
 
 @dataclass(frozen=True)
@@ -35,55 +41,51 @@ class RetrievalSplit:
     caption_image: np.ndarray          # int64 [M]
     image_ids: np.ndarray              # int64 [N]
     features: Any = None               # [N, R, F] float32 (memmap) for precomp
-    image_root: Path | None = None     # images format: paths are relative to this
-    image_paths: tuple[str, ...] = ()
+    image_files: tuple[str, ...] = ()  # images / feature_files: one file per image row (inside the image root)
 
     @property
     def num_images(self) -> int:
         return int(len(self.image_ids))
 
 
-def detect_format(data_dir: str | Path) -> DataFormat:
-    """'precomp' when the folder holds `*_ims.npy`, 'images' when it holds `dataset_*.json`."""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir}: expected a dataset folder, found no such directory")
-    if any(data_dir.glob("*_ims.npy")):
-        return "precomp"
-    if any(data_dir.glob("dataset_*.json")):
-        return "images"
-    found = sorted(p.name for p in data_dir.iterdir())[:8]
-    raise FileNotFoundError(f"{data_dir}: expected a *_precomp folder ({{split}}_ims.npy + {{split}}_caps.txt) "
-                            f"or a Karpathy folder (dataset_*.json + images), found {found}")
+def _dataset_name(data: Path) -> str:
+    fmt = detect_input(data)
+    if fmt == "karpathy":
+        return karpathy_json(data).stem.removeprefix("dataset_")
+    return (data.stem if fmt == "listing" else data.name).removesuffix("_precomp")
 
 
-def _dataset_name(data_dir: Path, fmt: DataFormat) -> str:
-    if fmt == "images":
-        json_name = sorted(data_dir.glob("dataset_*.json"))[0].stem
-        return json_name.removeprefix("dataset_")
-    return data_dir.name.removesuffix("_precomp")
+def _caption_rows(images: Source, caption_image_ids: np.ndarray, where: Path) -> np.ndarray:
+    """Each caption's image row, from its image id; captions of unknown images are an error."""
+    order = np.argsort(images.ids, kind="stable")
+    pos = np.searchsorted(images.ids[order], caption_image_ids).clip(0, max(images.count - 1, 0))
+    rows = order[pos]
+    unknown = np.flatnonzero(images.ids[rows] != caption_image_ids) if images.count else np.arange(len(rows))
+    if len(unknown):
+        raise ValueError(f"{where}: {len(unknown)} caption(s) name an image id that is not in the input, e.g. "
+                         f"caption rows {unknown[:5].tolist()} with image ids {caption_image_ids[unknown[:5]].tolist()}")
+    return rows.astype(np.int64)
 
 
 def open_retrieval_split(data_dir: str | Path, split: str, image_root: str | Path | None = None) -> RetrievalSplit:
-    """Read `split` ('train', 'dev'/'val', 'test', 'testall') of a precomp or Karpathy folder."""
-    from hrem.data.readers import read_karpathy, read_precomp
-
+    """Read `split` ('train', 'dev'/'val', 'test', 'testall') of any retrieval input."""
     data_dir = Path(data_dir)
-    fmt = detect_format(data_dir)
-    name = _dataset_name(data_dir, fmt)
+    sources = open_sources(data_dir, split, image_root)
+    if set(sources) != {"images", "captions"}:
+        raise ValueError(f"{data_dir}: retrieval needs images and captions, the input has only {sorted(sources)}")
+    images, captions = sources["images"].read_all(), sources["captions"].read_all()
+    if images.problems:
+        first = sorted(images.problems.items())[:3]
+        raise ValueError(f"{data_dir}: {len(images.problems)} image(s) cannot be read, e.g. rows {first}")
+    texts = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in captions.payload]
+    rows = _caption_rows(sources["images"], captions.image_ids, data_dir)
+    fmt = _FORMAT_OF_KIND.get(sources["images"].kind, "images")
+    common = dict(format=fmt, split=split, dataset=_dataset_name(data_dir), source=data_dir, captions=texts,
+                  caption_image=rows, image_ids=images.ids)
     if fmt == "precomp":
-        if split not in PRECOMP_SPLITS:
-            raise ValueError(f"{data_dir}: unknown split '{split}'; expected one of {sorted(PRECOMP_SPLITS)}")
-        raw = read_precomp(data_dir, PRECOMP_SPLITS[split])
-        return RetrievalSplit("precomp", split, name, Path(raw.source), list(raw.captions),
-                              np.asarray(raw.caption_image, np.int64), np.asarray(raw.image_ids, np.int64),
-                              features=raw.features)
-    karpathy_split = "val" if split == "dev" else split
-    json_path = sorted(data_dir.glob("dataset_*.json"))[0]
-    raw = read_karpathy(json_path, Path(image_root) if image_root else data_dir, karpathy_split)
-    return RetrievalSplit("images", split, name, json_path, list(raw.captions),
-                          np.asarray(raw.caption_image, np.int64), np.asarray(raw.image_ids, np.int64),
-                          image_root=Path(raw.root), image_paths=tuple(raw.image_paths))
+        return RetrievalSplit(**common, features=images.payload)
+    check_files_exist((Path(p) for p in images.payload), data_dir, f"image files of split {split!r}")
+    return RetrievalSplit(**common, image_files=tuple(images.payload))
 
 
 class ImageLoader:
@@ -98,10 +100,11 @@ class ImageLoader:
     def __call__(self, row: int) -> torch.Tensor:
         if self.split.format == "precomp":
             return torch.from_numpy(np.array(self.split.features[row], dtype=np.float32))
+        if self.split.format == "feature_files":
+            return torch.from_numpy(np.asarray(np.load(self.split.image_files[row]), dtype=np.float32))
         from PIL import Image
 
-        path = self.split.image_root / self.split.image_paths[row]
-        with Image.open(path) as image:
+        with Image.open(self.split.image_files[row]) as image:
             return self.preprocess(image.convert("RGB"))
 
 
@@ -118,7 +121,7 @@ class CaptionDataset(Dataset):
     def __init__(self, split: RetrievalSplit, load_image: ImageLoader, region_drop_p: float = 0.0) -> None:
         self.split = split
         self.load_image = load_image
-        self.region_drop_p = region_drop_p if split.format == "precomp" else 0.0
+        self.region_drop_p = region_drop_p if split.format != "images" else 0.0
 
     def __len__(self) -> int:
         return len(self.split.captions)

@@ -9,6 +9,8 @@ predictions = model.ground(torch.from_numpy(image)[None], tokenizer(["the red ci
 from hrem.grounding.anchors import kmeans_anchors, mean_best_iou
 from hrem.grounding.asnls import asnls, hard_nls
 from hrem.grounding.build import build_mcn, build_mcn_tokenizer, count_parameters
+from hrem.grounding.model import GroundingModel, GroundingOutput, GroundingPrediction
+from hrem.grounding.targets import GroundingTargets, build_targets, mask_target
 from hrem.vision.letterbox import (
     LetterboxMeta,
     box_from_letterbox,
@@ -19,8 +21,6 @@ from hrem.vision.letterbox import (
     mask_to_letterbox,
     probs_from_letterbox,
 )
-from hrem.grounding.model import GroundingModel, GroundingOutput, GroundingPrediction
-from hrem.grounding.targets import GroundingTargets, build_targets, mask_target
 
 __all__ = [
     "GroundingModel",

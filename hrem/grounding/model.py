@@ -34,12 +34,12 @@ from hrem.grounding.garan import GARAN
 from hrem.grounding.heads import ASPPDecoder, MaskRefiner, YoloHead
 from hrem.grounding.language import LanguageOutput
 from hrem.grounding.layers import ConvBNLeaky
-from hrem.vision.letterbox import LetterboxMeta, box_from_letterbox, probs_from_letterbox
 from hrem.grounding.losses import mask_loss_per_sample, yolo_losses_per_sample
 from hrem.grounding.neck import BottomUpPath, TopDownPath
 from hrem.grounding.step import STEPHead
 from hrem.grounding.targets import GroundingTargets
 from hrem.grounding.yolo import decode_boxes, select_top_box, xywh_to_xyxy
+from hrem.vision.letterbox import LetterboxMeta, box_from_letterbox, probs_from_letterbox
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def run_demo(out: str | Path = DEMO_OUT, model_dir: str | Path = DEMO_MODEL, dat
     from hrem.data.cache import ensure_shapesref
     from hrem.index import build_index
     from hrem.pipeline.embed import run_embed
-    from hrem.pipeline.embed_config import EmbedConfig
+    from hrem.pipeline.embed.config import EmbedConfig
     from hrem.pipeline.search_eval import side_by_side
 
     started = time.perf_counter()

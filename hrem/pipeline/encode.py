@@ -1,12 +1,14 @@
-"""Batch encoding of a retrieval split: every unique image once, captions in length-sorted batches.
+"""Encoding, in one place: the embed job, `hrem evaluate`, training's dev evaluation and the Searcher all
+turn images and captions into vectors through these functions.
 
-Both run under `torch.inference_mode()` and the card's autocast. Sorting captions by token count means a
-batch pads to the length of similar captions instead of the longest caption in a random batch; results
-are scattered back to the input order, so callers never see the sorting. HREM's embeddings are per item
-(REFERENCE_HREM.md §0), so neither the batch composition nor the order changes any embedding.
+Everything runs under `torch.inference_mode()` and the requested autocast precision. Captions go in
+length-sorted batches: a batch pads to the length of similar captions instead of the longest caption of a
+random batch; results are scattered back to the input order, so callers never see the sorting. HREM's
+embeddings are per item (REFERENCE_HREM.md §0), so neither batch composition nor order changes any vector.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -15,9 +17,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from hrem.data.batch import ImageBatch
 from hrem.data.collate import collate_image_rows
 from hrem.data.datasets import ImageDataset
-from hrem.data.tokenize import TextTokenizer
+from hrem.data.tokenize import TextTokenizer, TokenBatch
 from hrem.utils.device import autocast
 
 
@@ -29,10 +32,32 @@ class EncodeOptions:
     precision: str = "fp32"       # autocast precision: fp32 | bf16 | fp16
 
 
+def run_encoder(call: Callable[[], torch.Tensor], options: EncodeOptions) -> np.ndarray:
+    """call() under inference mode + autocast -> float32 numpy."""
+    with torch.inference_mode(), autocast(options.device, options.precision):
+        return call().float().cpu().numpy()
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
     """Index batches of items with similar lengths, longest first."""
     order = np.argsort(-np.asarray(lengths), kind="stable")
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def caption_batches(tokenizer: TextTokenizer, captions: Sequence[str], batch_size: int,
+                    counts: Sequence[int] | None = None) -> Iterator[tuple[np.ndarray, TokenBatch]]:
+    """(positions, tokens) per length-sorted batch; `counts` = tokenizer.token_counts(captions) if known."""
+    counts = tokenizer.token_counts(captions) if counts is None else counts
+    for batch in length_sorted_batches(counts, batch_size):
+        yield batch, tokenizer([captions[i] for i in batch])
+
+
+def encode_caption_batch(model: nn.Module, tokens: TokenBatch, options: EncodeOptions) -> np.ndarray:
+    return run_encoder(lambda: model.encode_text(tokens.to(options.device)), options)
+
+
+def encode_image_batch(model: nn.Module, images: ImageBatch, options: EncodeOptions) -> np.ndarray:
+    return run_encoder(lambda: model.encode_image(images.to(options.device)), options)
 
 
 def encode_captions(model: nn.Module, captions: Sequence[str], tokenizer: TextTokenizer,
@@ -41,14 +66,11 @@ def encode_captions(model: nn.Module, captions: Sequence[str], tokenizer: TextTo
     if not captions:
         raise ValueError("encode_captions: expected at least one caption, found none")
     out: np.ndarray | None = None
-    counts = tokenizer.token_counts(captions)
-    with torch.inference_mode(), autocast(options.device, options.precision):
-        for batch in length_sorted_batches(counts, options.batch_size):
-            tokens = tokenizer([captions[i] for i in batch]).to(options.device)
-            emb = model.encode_text(tokens).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(captions), emb.shape[1]), dtype=np.float32)
-            out[batch] = emb
+    for positions, tokens in caption_batches(tokenizer, captions, options.batch_size):
+        emb = encode_caption_batch(model, tokens, options)
+        if out is None:
+            out = np.empty((len(captions), emb.shape[1]), dtype=np.float32)
+        out[positions] = emb
     return out
 
 
@@ -57,12 +79,11 @@ def encode_images(model: nn.Module, dataset: ImageDataset, options: EncodeOption
     loader = DataLoader(dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.workers,
                         collate_fn=collate_image_rows)
     out: np.ndarray | None = None
-    with torch.inference_mode(), autocast(options.device, options.precision):
-        for images, rows in loader:
-            emb = model.encode_image(images.to(options.device)).float().cpu().numpy()
-            if out is None:
-                out = np.empty((len(dataset), emb.shape[1]), dtype=np.float32)
-            out[rows.numpy()] = emb
+    for images, rows in loader:
+        emb = encode_image_batch(model, images, options)
+        if out is None:
+            out = np.empty((len(dataset), emb.shape[1]), dtype=np.float32)
+        out[rows.numpy()] = emb
     if out is None:
         raise ValueError("encode_images: expected at least one image, found none")
     return out

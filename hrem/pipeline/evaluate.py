@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from torch import nn
 
+from hrem.checkpoint.loaded import load_model
 from hrem.data.datasets import ImageDataset, ImageLoader, RetrievalSplit, open_retrieval_split
 from hrem.data.tokenize import TextTokenizer
 from hrem.eval import evaluate_retrieval, write_report
@@ -89,17 +90,15 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str, protocol
                  out_dir: str | Path | None, options: EncodeOptions, with_sims: bool = False,
                  image_root: str | Path | None = None, index_dir: str | Path | None = None) -> dict[str, Any]:
     """Load RUN, encode `split` of `data_dir`, write the report into `out_dir` (default RUN/eval-<split>)."""
-    from hrem.checkpoint import load_run
-    from hrem.factory import create_image_preprocessor, create_tokenizer
-
-    model, card, fingerprint = load_run(run_dir, device=options.device)
+    loaded = load_model(run_dir, options.device)
+    card, fingerprint = loaded.card, loaded.fingerprint
     data = open_retrieval_split(data_dir, split, image_root)
     log.info("evaluating %s on %s (%s format, %s split: %d images, %d captions)", run_dir, data_dir,
              data.format, split, data.num_images, len(data.captions))
-    preprocess = create_image_preprocessor(card) if data.format == "images" else None
-    evaluator = SplitEvaluator(data, preprocess, create_tokenizer(card), options, resolve_protocols(protocols, data))
+    preprocess = loaded.preprocess if data.format == "images" else None
+    evaluator = SplitEvaluator(data, preprocess, loaded.tokenizer, options, resolve_protocols(protocols, data))
     started = time.perf_counter()
-    img, cap = evaluator.embed(model)
+    img, cap = evaluator.embed(loaded.model)
     encode_seconds = time.perf_counter() - started
     results = evaluate_retrieval(img, cap, data.caption_image, evaluator.protocols)
     out = Path(out_dir) if out_dir else Path(run_dir) / f"eval-{split}"

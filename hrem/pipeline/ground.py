@@ -26,12 +26,14 @@ from tqdm import tqdm
 from hrem.checkpoint import load_run
 from hrem.data.grounding_dataset import GroundingCollate, GroundingEvalSet
 from hrem.data.readers.refs import RefObject, read_refs
+from hrem.data.sources.roots import ImageRefused, recorded_image_root, resolve_image
+from hrem.data.splits import refs_file_split
 from hrem.data.tokenize import TextTokenizer
 from hrem.eval.grounding_accumulator import GroundingAccumulator
 from hrem.eval.rle import rle_encode
 from hrem.grounding import GroundingModel, build_mcn_tokenizer, letterbox_image
-from hrem.vision.letterbox import SampleLetterbox
 from hrem.utils.paths import ASSETS_DIR
+from hrem.vision.letterbox import SampleLetterbox
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +119,7 @@ def read_grounding_split(data: str | Path, split: str, images: str | Path | None
     ({split: [entry, ...]}, images under `images`, masks under `masks`)."""
     data = Path(data)
     if data.is_dir():
-        name = "val" if split == "dev" else split
-        path = data / "refs" / f"{name}.json"
+        path = data / "refs" / f"{refs_file_split(split)}.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no refs file for split {split!r} in the dataset folder {data}")
         return read_refs(path, split, Path(images) if images else data / "images", masks)
@@ -175,32 +176,28 @@ def centre_box_baseline(train_refs: Sequence[RefObject], refs: Sequence[RefObjec
 
 
 def search_image_root(emb_dir: str | Path) -> Path:
-    """Where the image keys of an embeddings folder are relative to: the `image_root` its manifest records
-    (older manifests: the Karpathy JSON's folder, or the listing file's folder)."""
-    from hrem.store import load_manifest
-
-    source = load_manifest(Path(emb_dir)).extra.get("source") or {}
-    if source.get("image_root"):
-        return Path(source["image_root"])
-    for field in ("json", "path"):
-        if source.get(field):
-            return Path(source[field]).parent
-    return Path(emb_dir)
+    """Where the image keys of an embeddings folder are relative to (hrem.data.sources.roots)."""
+    root = recorded_image_root(emb_dir)
+    if root is None:
+        raise FileNotFoundError(f"{emb_dir}/manifest.json: records no image folder (the corpus was embedded "
+                                f"from precomputed features?); pass the image folder (image_root / --image-root)")
+    return root
 
 
-def resolve_image(key: str, image_root: Path) -> Path:
-    path = Path(key)
-    path = path if path.is_absolute() else image_root / path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: image of search result {key!r} not found under {image_root}; pass "
-                                f"the image folder (image_root / --image-root)")
-    return path
+def _result_image(key: str, image_root: Path) -> Path:
+    """The file of a search result under the image root; the root's rules (no absolute keys, no '..',
+    no symlink out of the root) apply to search results too."""
+    try:
+        return resolve_image(image_root, key)
+    except ImageRefused as exc:
+        raise FileNotFoundError(f"image of search result {key!r}: {exc}; pass the image folder "
+                                f"(image_root / --image-root)") from None
 
 
 def ground_results(grounder: Grounder, queries: Sequence[str], keys: Sequence[Sequence[str]],
                    image_root: Path) -> list[list[Grounding]]:
     """Ground each query in each of its retrieved images (one batched pass over all pairs)."""
-    pairs = [(str(q), resolve_image(key, image_root)) for q, row in zip(queries, keys) for key in row]
+    pairs = [(str(q), _result_image(key, image_root)) for q, row in zip(queries, keys) for key in row]
     found = grounder.ground([p for _, p in pairs], [q for q, _ in pairs]) if pairs else []
     out, start = [], 0
     for row in keys:
@@ -218,6 +215,6 @@ def write_result_overlays(out_dir: str | Path, queries: Sequence[str], keys: Seq
     for qi, (query, row, found) in enumerate(zip(queries, keys, groundings), 1):
         for rank, (key, g) in enumerate(zip(row, found), 1):
             name = f"q{qi}-r{rank:02d}-{Path(key).stem}.png"
-            written.append(write_overlay(Path(out_dir) / name, resolve_image(key, image_root), g.box, g.score,
+            written.append(write_overlay(Path(out_dir) / name, _result_image(key, image_root), g.box, g.score,
                                          g.mask, query))
     return written

@@ -29,11 +29,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import torch
 
-from hrem.data.batch import ImageBatch
+from hrem.checkpoint.loaded import LoadedModel, load_model
 from hrem.data.collate import collate_images
 from hrem.index import VectorSearcher
 from hrem.index.info import INDEX_JSON, read_info
-from hrem.pipeline.embed_model import LoadedModel, load_model
+from hrem.pipeline.encode import EncodeOptions, encode_captions, encode_image_batch
 from hrem.pipeline.search_eval import index_dirs
 from hrem.store import load_manifest
 
@@ -91,6 +91,7 @@ class Searcher:
         self.model = model
         self.indices = indices
         self.device = device
+        self.options = EncodeOptions(torch.device(device))
         self.grounding_model = grounding_model   # grounding run dir; None = the shipped demo grounding model
         self.image_root = Path(image_root) if image_root else None   # None = the folder the embeddings came from
         self._grounder = None                     # loaded on the first search_text(ground=True)
@@ -127,9 +128,7 @@ class Searcher:
         empty = [i for i, q in enumerate(queries) if not str(q).strip()]
         if empty:
             raise ValueError(f"queries: empty query text at position(s) {empty}")
-        tokens = self.model.tokenizer(list(queries)).to(self.device)
-        with torch.inference_mode():
-            return self.model.model.encode_text(tokens).float().cpu().numpy()
+        return encode_captions(self.model.model, [str(q) for q in queries], self.model.tokenizer, self.options)
 
     def encode_images(self, images: Sequence[Any]) -> np.ndarray:
         """Paths / PIL images / uint8 arrays (grid models) or [R, F] region features (region models)."""
@@ -141,9 +140,7 @@ class Searcher:
             if bad:
                 raise ValueError(f"images: region features must be [R, {self.model.feature_dim}]; "
                                  f"positions {bad} are not")
-        batch: ImageBatch = collate_images(tensors)
-        with torch.inference_mode():
-            return self.model.model.encode_image(batch.to(self.device)).float().cpu().numpy()
+        return encode_image_batch(self.model.model, collate_images(tensors), self.options)
 
     # -- search -------------------------------------------------------------------------------------
     def search_text(self, queries: Sequence[str], k: int = 10, filter: Any = None, ground: bool = False,

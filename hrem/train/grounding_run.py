@@ -22,11 +22,11 @@ from hrem.data.grounding_dataset import GroundingCollate, GroundingTrainSet
 from hrem.data.readers.refs import RefObject
 from hrem.factory import create_model
 from hrem.grounding import build_mcn_tokenizer, kmeans_anchors, mean_best_iou
-from hrem.vision.letterbox import SampleLetterbox
 from hrem.train.config import TrainConfig
 from hrem.train.grounding import GroundingCriterion, GroundingTask, GroundingTrainer
 from hrem.train.loop import Evaluator
 from hrem.train.run import record_or_check_args
+from hrem.vision.letterbox import SampleLetterbox
 
 log = logging.getLogger(__name__)
 

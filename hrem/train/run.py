@@ -41,10 +41,10 @@ def train_config_from_card(card: Any, **overrides: Any) -> TrainConfig:
 
 
 def check_data_matches_card(card: Any, split: RetrievalSplit) -> None:
-    wanted = "precomp" if card.image.kind == "regions" else "images"
-    if split.format != wanted:
-        raise ValueError(f"{split.source}: card '{card.name}' takes {card.image.kind} features, which need a "
-                         f"{wanted} dataset folder, found a {split.format} folder")
+    wanted = ("precomp", "feature_files") if card.image.kind == "regions" else ("images",)
+    if split.format not in wanted:
+        raise ValueError(f"{split.source}: card '{card.name}' takes {card.image.kind} features, which need "
+                         f"{' or '.join(wanted)} input, found {split.format} input")
 
 
 class BestSaver:

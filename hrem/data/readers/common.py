@@ -1,4 +1,4 @@
-"""Helpers shared by the readers: split-name aliases and reporting missing files."""
+"""Helpers shared by the readers: picking a split, reading JSON and reporting missing files."""
 from __future__ import annotations
 
 import json
@@ -6,8 +6,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-# hrem's API says "dev"; Karpathy JSON and RefCOCO files say "val".
-DEV_ALIASES = ("dev", "val")
 SHOWN_MISSING = 5
 
 
@@ -41,10 +39,10 @@ def check_files_exist(paths: Iterable[Path], source: Path, what: str) -> None:
                                 f"missing: {shown}{more}")
 
 
-def pick_split(split: str, available: Iterable[str], source: Path, aliases: dict[str, tuple[str, ...]]) -> str:
-    """The name in `available` that `split` means (dev <-> val and dataset-specific aliases)."""
+def pick_split(split: str, available: Iterable[str], source: Path, names: tuple[str, ...]) -> str:
+    """The first of `names` (the on-disk spellings of `split`, hrem.data.splits) found in `available`."""
     available = sorted(set(available))
-    for name in aliases.get(split, (split,)):
+    for name in names:
         if name in available:
             return name
     raise ValueError(f"{source}: unknown split {split!r}; expected one of the splits found there: {available}")

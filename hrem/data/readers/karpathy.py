@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from hrem.data.readers.common import check_files_exist, load_json_file, pick_split
+from hrem.data.splits import karpathy_splits
 
 REQUIRED_KEYS = ("filename", "split", "sentences")
-# For COCO the Karpathy "restval" images are part of training (the standard 113,287-image train set).
-SPLIT_ALIASES = {"dev": ("val",), "val": ("val",), "train": ("train", "restval")}
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,8 @@ def read_karpathy(json_path: str | Path, image_root: str | Path, split: str, cap
     `captions_per_image` of each image (None = all; some COCO images have 6 or 7)."""
     json_path, root = Path(json_path), Path(image_root)
     images = _images_of(load_json_file(json_path), json_path)
-    wanted = SPLIT_ALIASES.get(split, (split,))
-    pick_split(split, (img["split"] for img in images), json_path, {split: wanted})
+    wanted = karpathy_splits(split)
+    pick_split(split, (img["split"] for img in images), json_path, wanted)
     rows = [(i, img) for i, img in enumerate(images) if img["split"] in wanted]
     paths, image_ids, captions, caption_image, caption_ids = [], [], [], [], []
     for row, (index, image) in enumerate(rows):

@@ -8,11 +8,10 @@ from pathlib import Path
 import numpy as np
 
 from hrem.data.readers.common import require_file
+from hrem.data.splits import precomp_split
 
 CAPTIONS_PER_IMAGE = 5
 PRECOMP_SPLITS = ("train", "dev", "test", "testall")
-# The files say "dev"; Karpathy-style names are accepted too.
-PRECOMP_ALIASES = {"val": "dev"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,7 @@ def read_precomp(folder: str | Path, split: str) -> PrecompSplit:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such directory (expected a *_precomp folder)")
-    name = PRECOMP_ALIASES.get(split, split)
+    name = precomp_split(split)
     if name not in PRECOMP_SPLITS:
         found = sorted(p.name.removesuffix("_ims.npy") for p in folder.glob("*_ims.npy"))
         raise ValueError(f"{folder}: unknown precomp split {split!r}; expected one of {list(PRECOMP_SPLITS)} "

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from hrem.data.readers.common import check_files_exist, load_json_file, pick_split
+from hrem.data.splits import refs_splits
 
-SPLIT_ALIASES = {"dev": ("val", "dev"), "val": ("val", "dev")}
 REQUIRED_KEYS = ("iid", "bbox", "cat_id", "refs", "mask_id")
 
 
@@ -34,7 +34,7 @@ def _entries(data: object, split: str, source: Path) -> list:
     if isinstance(data, list):
         return data
     if isinstance(data, dict):
-        key = pick_split(split, data.keys(), source, SPLIT_ALIASES)
+        key = pick_split(split, data.keys(), source, refs_splits(split))
         if not isinstance(data[key], list):
             raise ValueError(f"{source}: split {key!r}: expected a list of entries, found {type(data[key]).__name__}")
         return data[key]

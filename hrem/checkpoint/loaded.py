@@ -1,5 +1,6 @@
-"""The model side of the embed job and the Searcher: a run directory -> model, tokenizer, preprocessor and
-the identity (fingerprint) that the manifest and index.json record."""
+"""A retrieval run directory -> model, tokenizer, preprocessor and the identity (fingerprint) that the
+embeddings manifest and index.json record: the one way the embed job, `hrem evaluate`, the Searcher and
+the web server load a retrieval model."""
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 
-from hrem.checkpoint import card_sha256, load_run, run_fingerprint
+from hrem.checkpoint.run import card_sha256, load_run, run_fingerprint
 from hrem.factory import create_image_preprocessor, create_tokenizer, load_card
 from hrem.utils.files import sha256_file
 

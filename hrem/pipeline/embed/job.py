@@ -3,8 +3,8 @@ failures.parquet), streaming shard by shard, resumable after a kill at any momen
 
     summary = run_embed(EmbedConfig(data="shapes/", model="run/", out="emb/"))
 
-Steps: open the input (`embed_sources`), plan shards (`embed_plan`), open or resume the manifest
-(`embed_manifest`; a different model or input in the same --out is refused unless --overwrite), run the
+Steps: open the input (`hrem.data.sources`), plan shards (`plan`), open or resume the manifest
+(`manifest`; a different model or input in the same --out is refused unless --overwrite), run the
 pending shard tasks on the chosen engine (`engines`), recording each finished shard atomically. Memory is
 bounded by one shard (plus 8 bytes per input row for the id uniqueness check), whatever the corpus size.
 """
@@ -18,13 +18,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from hrem.pipeline.embed_config import EmbedConfig
-from hrem.pipeline.embed_manifest import JobIdentity, open_manifest, pending_tasks, record_result
-from hrem.pipeline.embed_model import model_identity
-from hrem.pipeline.embed_plan import plan_shards, plan_summary
-from hrem.pipeline.embed_runner import ShardResult
-from hrem.pipeline.embed_sources import input_fingerprint, open_sources
-from hrem.pipeline.engines import run_tasks
+from hrem.checkpoint.loaded import model_identity
+from hrem.data.sources import input_fingerprint
+from hrem.pipeline.embed.config import EmbedConfig
+from hrem.pipeline.embed.engines import run_tasks
+from hrem.pipeline.embed.manifest import JobIdentity, open_manifest, pending_tasks, record_result
+from hrem.pipeline.embed.plan import plan_shards, plan_summary
+from hrem.pipeline.embed.runner import ShardResult, open_embed_sources
 from hrem.store import Manifest, read_failures
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,10 @@ def run_embed(cfg: EmbedConfig, show_progress: bool = True) -> EmbedSummary:
     start = time.perf_counter()
     cfg = _absolute(cfg)
     out = Path(cfg.out)
-    sources = open_sources(cfg)
+    sources = open_embed_sources(cfg)
     counts = {m: s.count for m, s in sources.items()}
     sizes = {m: cfg.shard_size(m) for m in sources}
-    ident = job_identity(cfg, input_fingerprint(cfg, sources))
+    ident = job_identity(cfg, input_fingerprint(cfg.data, cfg.split, sources, shard_sizes=sizes))
     extra = {"plan": plan_summary(counts, sizes), "source": next(iter(sources.values())).describe,
              "model_dir": cfg.model}
     manifest = open_manifest(out, ident, extra, cfg.overwrite)

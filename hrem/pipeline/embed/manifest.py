@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from hrem.pipeline.embed_plan import ShardTask
-from hrem.pipeline.embed_runner import ShardResult
+from hrem.pipeline.embed.plan import ShardTask
+from hrem.pipeline.embed.runner import ShardResult
 from hrem.store import (
     FAILURES,
     MANIFEST,

@@ -16,28 +16,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from hrem.checkpoint.loaded import LoadedModel, load_model
 from hrem.data.batch import ImageBatch
-from hrem.pipeline.embed_config import EmbedConfig
-from hrem.pipeline.embed_inputs import (
+from hrem.data.sources import FEATURE_FILES, FEATURE_ROWS, IMAGE_FILES, Source, SourceSlice, open_sources
+from hrem.pipeline.embed.config import EmbedConfig
+from hrem.pipeline.embed.inputs import (
     DecodeDataset,
     LoadImage,
     check_caption,
     check_features,
     collate_decoded,
 )
-from hrem.pipeline.embed_model import LoadedModel, load_model
-from hrem.pipeline.embed_plan import ShardTask
-from hrem.pipeline.embed_sources import (
-    FEATURE_FILES,
-    FEATURE_ROWS,
-    IMAGE_FILES,
-    Source,
-    SourceSlice,
-    open_sources,
-)
-from hrem.pipeline.encode import length_sorted_batches
+from hrem.pipeline.embed.plan import ShardTask
+from hrem.pipeline.encode import EncodeOptions, caption_batches, encode_caption_batch, encode_image_batch
 from hrem.store import Failure, ShardRecord, build_table, write_shard
-from hrem.utils.device import autocast, resolve_device
+from hrem.utils.device import resolve_device
 from hrem.utils.timing import StageTimer
 
 log = logging.getLogger(__name__)
@@ -69,8 +62,9 @@ class ShardRunner:
             torch.set_num_threads(cfg.threads)
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        self.options = EncodeOptions(self.device, cfg.batch_size, cfg.workers, cfg.precision)
         self.loaded = loaded or load_model(cfg.model, self.device)
-        self.sources = sources or open_sources(cfg)
+        self.sources = sources or open_embed_sources(cfg)
         _check_compatible(self.loaded, self.sources)
 
     def run(self, task: ShardTask, progress: Progress | None = None) -> ShardResult:
@@ -105,13 +99,14 @@ class ShardRunner:
             out.reasons.update(failures)
             if positions:
                 with timer("encode"):
-                    vectors = self._encode(lambda m: m.encode_image(images.to(self.device)))
+                    vectors = encode_image_batch(self.loaded.model, images, self.options)
                 self._store(out, positions, vectors)
             if progress:
                 progress(len(positions) + len(failures))
 
     def _decoded_batches(self, items: SourceSlice):
-        dataset = DecodeDataset(items.payload, LoadImage(self.loaded.preprocess, self.loaded.feature_dim))
+        dataset = DecodeDataset(items.payload, LoadImage(self.loaded.preprocess, self.loaded.feature_dim),
+                                items.problems)
         loader = DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=False, num_workers=self.cfg.workers,
                             collate_fn=collate_decoded)
         for decoded in loader:
@@ -143,12 +138,12 @@ class ShardRunner:
         positions = list(texts)
         tokenizer = self.loaded.tokenizer
         with timer("encode"):
-            counts = tokenizer.token_counts([texts[p] for p in positions]) if positions else []
+            good = [texts[p] for p in positions]
+            counts = tokenizer.token_counts(good) if positions else []
             out.truncated = int(sum(c >= tokenizer.max_length for c in counts))
-            for batch in length_sorted_batches(counts, self.cfg.batch_size):
+            for batch, tokens in caption_batches(tokenizer, good, self.cfg.batch_size, counts):
                 chosen = [positions[i] for i in batch]
-                tokens = tokenizer([texts[p] for p in chosen])
-                self._store(out, chosen, self._encode(lambda m: m.encode_text(tokens.to(self.device))))
+                self._store(out, chosen, encode_caption_batch(self.loaded.model, tokens, self.options))
                 if progress:
                     progress(len(chosen))
         if progress and out.reasons:
@@ -156,10 +151,6 @@ class ShardRunner:
         return out
 
     # -- shared -------------------------------------------------------------------------------------
-    def _encode(self, call: Callable[[torch.nn.Module], torch.Tensor]) -> np.ndarray:
-        with torch.inference_mode(), autocast(self.device, self.cfg.precision):
-            return call(self.loaded.model).float().cpu().numpy()
-
     @staticmethod
     def _store(out: _Encoded, positions: list[int], vectors: np.ndarray) -> None:
         finite = np.isfinite(vectors).all(axis=1)
@@ -169,6 +160,10 @@ class ShardRunner:
                 out.ok[pos] = True
             else:
                 out.reasons[pos] = "non-finite embedding (NaN/inf in the model output)"
+
+
+def open_embed_sources(cfg: EmbedConfig) -> dict[str, Source]:
+    return open_sources(cfg.data, cfg.split, cfg.image_root, cfg.modalities)
 
 
 def _check_compatible(loaded: LoadedModel, sources: dict[str, Source]) -> None:

@@ -55,19 +55,22 @@ def describe_error(exc: BaseException) -> str:
 
 
 class DecodeDataset(Dataset):
-    """Position i -> (i, tensor | None, reason | None); a missing path is a failure, not an exception."""
+    """Position i -> (i, tensor | None, reason | None); a missing or refused path (`problems`, from the
+    source) is a failure, not an exception."""
 
-    def __init__(self, paths: Sequence[str | None], load: LoadImage) -> None:
+    def __init__(self, paths: Sequence[str | None], load: Callable[[str], torch.Tensor],
+                 problems: dict[int, str] | None = None) -> None:
         self.paths = list(paths)
         self.load = load
+        self.problems = problems or {}
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
         path = self.paths[i]
-        if not path:
-            return i, None, "missing image path (empty value in the listing)"
+        if i in self.problems or not path:
+            return i, None, self.problems.get(i, "missing image path (empty value in the listing)")
         try:
             return i, self.load(path), None
         except Exception as exc:  # noqa: BLE001 -- any decode error of one file must not stop the shard

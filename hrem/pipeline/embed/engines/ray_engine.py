@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from hrem.pipeline.embed_config import EmbedConfig
-from hrem.pipeline.embed_plan import ShardTask
-from hrem.pipeline.embed_runner import ShardResult, ShardRunner
+from hrem.pipeline.embed.config import EmbedConfig
+from hrem.pipeline.embed.plan import ShardTask
+from hrem.pipeline.embed.runner import ShardResult, ShardRunner
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """The local engine: shard tasks one after another in this process (decoding in DataLoader workers)."""
 from __future__ import annotations
 
-from hrem.pipeline.embed_config import EmbedConfig
-from hrem.pipeline.embed_plan import ShardTask
-from hrem.pipeline.embed_runner import ShardRunner
+from hrem.pipeline.embed.config import EmbedConfig
+from hrem.pipeline.embed.plan import ShardTask
+from hrem.pipeline.embed.runner import ShardRunner
 
 
 def run_local(cfg: EmbedConfig, tasks: list[ShardTask], on_result, progress, sources=None) -> None:
