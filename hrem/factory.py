@@ -25,7 +25,8 @@ from hrem.losses import build_loss
 from hrem.model import build_hrem
 from hrem.relation.instance import HREMCriterion
 from hrem.utils.files import sha256_file
-from hrem.utils.paths import CARDS_DIR, resolve_text_model_path
+from hrem.utils.paths import CARDS_DIR, resolve_model_dir, resolve_text_model_path
+from hrem.vision.preprocess import LetterboxPreprocessor
 from hrem.config.grounding import MCNCard
 from hrem.grounding.build import build_mcn, build_mcn_tokenizer
 
@@ -33,9 +34,19 @@ log = logging.getLogger(__name__)
 
 Builder = Callable[[Any, Any, Any], nn.Module]   # (card, device, dtype) -> module
 
+def _build_hrem_with_detector(card: HREMCard, device: Any, dtype: Any) -> nn.Module:
+    """HREM models; a detected_regions card gets its region detector loaded first (frozen, its weights
+    copied into the model so that a run directory is self-contained)."""
+    detector = None
+    if card.image.kind == "detected_regions":
+        ref = card.image.detector
+        detector = load_region_detector(ref.path, device=device, input_size=ref.input_size)
+    return build_hrem(card, device, dtype, detector=detector)
+
+
 # kind -> (card dataclass, builder).
 _KINDS: dict[str, tuple[type, Builder]] = {
-    "hrem": (HREMCard, build_hrem),
+    "hrem": (HREMCard, _build_hrem_with_detector),
     "mcn": (MCNCard, build_mcn),
 }
 
@@ -216,9 +227,37 @@ def create_tokenizer(card: Any) -> TextTokenizer:
     return TextTokenizer(resolve_text_model_path(card.text.backbone), card.text.max_length)
 
 
-def create_image_preprocessor(card: Any) -> ImagePreprocessor:
-    """image (path / PIL / uint8 array) -> [3, S, S] float32 tensor, for grid cards."""
+def create_image_preprocessor(card: Any, model: nn.Module | None = None) -> Any:
+    """image (path / PIL / uint8 array) -> what the card's image side reads: a [3, S, S] float32 tensor
+    for grid cards; (letterboxed pixels, content rect) for detected_regions cards (`model` gives the
+    detector's input size)."""
     card = _require_hrem(card, "create_image_preprocessor")
+    if card.image.kind == "detected_regions":
+        if model is None:
+            raise ValueError(f"card '{card.name}': the image preprocessor of a detected_regions card needs the "
+                             f"model (its detector's input size)")
+        return LetterboxPreprocessor(int(model.img_enc.detector.input_size))
     if card.image.kind != "grid":
         raise ValueError(f"card '{card.name}' reads precomputed region features; it has no image preprocessor")
     return ImagePreprocessor(card.image.image_size, card.image.mean, card.image.std)
+
+
+def load_region_detector(path: str | Path, device: torch.device | str = "cpu",
+                         input_size: int | None = None) -> nn.Module:
+    """A RegionDetector (hrem.vision.regions) in eval mode: an hrem detector run directory or
+    'packaged:NAME' (config.json with "kind": "detector"), or a local transformers object-detection
+    directory (config.json with "model_type")."""
+    model_dir = resolve_model_dir(str(path), "detector")
+    config = load_json(model_dir / "config.json")
+    if isinstance(config, dict) and "kind" in config:
+        card = card_from_dict(config, str(model_dir / "config.json"))
+        if card.kind != "detector":
+            raise ValueError(f"{model_dir}: expected a region detector (card kind 'detector'), found a "
+                             f"{card.kind!r} model")
+        return create_model(card, weights=model_dir / "model.safetensors", device=device).eval()
+    if isinstance(config, dict) and "model_type" in config:
+        from hrem.vision.hf_detector import load_hf_detector
+
+        return load_hf_detector(model_dir, device=device, input_size=input_size).eval()
+    raise ValueError(f"{model_dir / 'config.json'}: expected an hrem card ('kind') or a transformers config "
+                     f"('model_type'), found keys {sorted(config)[:8] if isinstance(config, dict) else type(config)}")

@@ -29,7 +29,7 @@ class LoadedModel:
     weights_sha256: str
     run_dir: Path
     tokenizer: Any
-    preprocess: Callable | None          # grid cards only
+    preprocess: Callable | None          # grid and detected_regions cards (image files)
 
     @property
     def dim(self) -> int:
@@ -41,7 +41,7 @@ class LoadedModel:
 
     @property
     def image_kind(self) -> str:
-        return str(self.card.image.kind)          # "grid" | "regions"
+        return str(self.card.image.kind)          # "grid" | "regions" | "detected_regions"
 
     @property
     def feature_dim(self) -> int | None:
@@ -53,7 +53,7 @@ def load_model(run_dir: str | Path, device: torch.device, dtype: torch.dtype | N
     run_dir = Path(run_dir)
     model, card, fingerprint = load_run(run_dir, device=device, dtype=dtype)
     model.eval()
-    preprocess = create_image_preprocessor(card) if card.image.kind == "grid" else None
+    preprocess = create_image_preprocessor(card, model) if card.image.kind != "regions" else None
     return LoadedModel(model, card, fingerprint, card_sha256(card), sha256_file(run_dir / WEIGHTS_FILE),
                        run_dir, create_tokenizer(card), preprocess)
 

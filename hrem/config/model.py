@@ -33,20 +33,40 @@ class VisionBackboneCard:
 
 
 @dataclass(frozen=True)
+class DetectorRefCard:
+    """The region detector of a `detected_regions` image side: an hrem detector run directory (or a
+    packaged one, e.g. 'packaged:shapes-detector') or a local `transformers` object-detection directory.
+    Its weights are copied into the model (frozen), so a run directory is self-contained."""
+    path: str
+    regions: int = 36                       # rows per image (BUTD's fixed-36 setting)
+    geometry: bool = True                   # append the 5 box-geometry columns (hrem.vision.region_rows)
+    input_size: int | None = None           # letterbox side for transformers detectors (None = their default)
+
+    def validate(self) -> None:
+        require(1 <= self.regions <= 1000, f"image.detector.regions: expected 1..1000, found {self.regions}")
+        require(self.input_size is None or 32 <= self.input_size <= 4096,
+                f"image.detector.input_size: expected 32..4096 pixels or null, found {self.input_size}")
+
+
+@dataclass(frozen=True)
 class ImageCard:
-    kind: Literal["regions", "grid"]
+    kind: Literal["regions", "grid", "detected_regions"]
     feature_dim: int | None = None          # regions: F of the [B, N, F] features (2048 for BUTD)
     mlp_hidden: int | None = None           # hidden width of the FC+MLP head; None = embed_size // 2
     image_size: int | None = None           # grid: square input side in pixels
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     backbone: VisionBackboneCard | None = None
+    detector: DetectorRefCard | None = None  # detected_regions: the detector that makes the regions
 
     def validate(self) -> None:
-        if self.kind == "regions":
+        if self.kind in ("regions", "detected_regions"):
             require(self.feature_dim is not None and self.feature_dim > 0,
                     f"image.feature_dim: expected a positive int for region features, found {self.feature_dim!r}")
-            require(self.backbone is None, "image.backbone: region cards take precomputed features, found a backbone")
+            require(self.backbone is None, "image.backbone: region cards take region features, found a backbone")
+            require((self.detector is not None) == (self.kind == "detected_regions"),
+                    f"image.detector: expected a detector exactly for kind 'detected_regions', found kind "
+                    f"{self.kind!r} with detector {'set' if self.detector else None}")
         else:
             require(self.backbone is not None, "image.backbone: grid cards need a backbone, found none")
             require(self.image_size is not None and self.image_size >= 32,
@@ -187,4 +207,4 @@ class HREMCard:
 
 
 __all__ = ["HREMCard", "ImageCard", "TextCard", "HeadCard", "InstanceRelationCard", "LossCard", "TrainCard",
-           "VisionBackboneCard", "IMAGENET_MEAN", "IMAGENET_STD"]
+           "VisionBackboneCard", "DetectorRefCard", "IMAGENET_MEAN", "IMAGENET_STD"]

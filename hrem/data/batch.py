@@ -11,6 +11,9 @@ class ImageBatch:
     pixels: torch.Tensor | None = None    # [B, 3, H, W] float32 in the card's normalisation (grid cards)
     regions: torch.Tensor | None = None   # [B, N, F] float32, zero-padded (region cards)
     lengths: torch.Tensor | None = None   # [B] int64 number of valid regions (region cards)
+    # [B, 6] (dx, dy, nw, nh, W, H): where each image lies inside its letterboxed pixels, and its original
+    # size (detected-region cards; hrem.vision.region_rows.content_rect)
+    content: torch.Tensor | None = None
 
     @classmethod
     def from_regions(cls, regions: torch.Tensor, lengths: torch.Tensor | None = None) -> "ImageBatch":
@@ -37,4 +40,5 @@ class ImageBatch:
             if t is None:
                 return None
             return t.to(device=device, dtype=dtype) if cast and dtype is not None else t.to(device)
-        return ImageBatch(move(self.pixels, True), move(self.regions, True), move(self.lengths, False))
+        return ImageBatch(move(self.pixels, True), move(self.regions, True), move(self.lengths, False),
+                          move(self.content, False))

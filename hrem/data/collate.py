@@ -15,9 +15,12 @@ from hrem.data.datasets import CaptionItem
 from hrem.data.tokenize import TokenBatch
 
 
-def collate_images(images: Sequence[torch.Tensor]) -> ImageBatch:
-    """[3, H, W] tensors -> pixels [B, 3, H, W]; [R, F] tensors -> zero-padded regions + lengths."""
+def collate_images(images: Sequence[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]) -> ImageBatch:
+    """[3, H, W] tensors -> pixels [B, 3, H, W]; [R, F] tensors -> zero-padded regions + lengths;
+    (pixels [3, S, S], content [6]) pairs (letterboxed images for a detector) -> pixels + content."""
     first = images[0]
+    if isinstance(first, tuple):
+        return ImageBatch(pixels=torch.stack([p for p, _ in images]), content=torch.stack([c for _, c in images]))
     if first.dim() == 3:
         return ImageBatch(pixels=torch.stack(list(images)), regions=None, lengths=None)
     if first.dim() != 2:

@@ -41,10 +41,36 @@ def train_config_from_card(card: Any, **overrides: Any) -> TrainConfig:
 
 
 def check_data_matches_card(card: Any, split: RetrievalSplit) -> None:
-    wanted = ("precomp", "feature_files") if card.image.kind == "regions" else ("images",)
+    wanted = ("images",) if card.image.kind == "grid" else ("precomp", "feature_files")
     if split.format not in wanted:
+        hint = (f"; run `hrem regions --detector {card.image.detector.path}` on the images first (BUTD's "
+                f"pipeline: region features are computed once, not in every step)"
+                if card.image.kind == "detected_regions" else "")
         raise ValueError(f"{split.source}: card '{card.name}' takes {card.image.kind} features, which need "
-                         f"{' or '.join(wanted)} input, found {split.format} input")
+                         f"{' or '.join(wanted)} input, found {split.format} input{hint}")
+    if card.image.kind == "detected_regions" and split.format == "precomp":
+        check_region_provenance(card, Path(split.source))
+
+
+def check_region_provenance(card: Any, folder: Path) -> None:
+    """Precomp rows must come from the card's own detector and settings (regions.json of `hrem regions`),
+    else embedding raw images later would put them elsewhere in the space."""
+    from hrem.checkpoint.detector import detector_fingerprint
+    from hrem.config.base import load_json
+
+    ref, state = card.image.detector, folder / "regions.json"
+    if not state.is_file():
+        log.warning("%s: no regions.json; cannot check that these region features come from the card's "
+                    "detector %s (raw images embedded later run that detector)", folder, ref.path)
+        return
+    found = load_json(state).get("identity", {})
+    wanted = {"detector_fingerprint": detector_fingerprint(ref.path), "regions": ref.regions,
+              "geometry": ref.geometry}
+    problems = [f"{k}: features made with {found.get(k)!r}, the card has {v!r}" for k, v in wanted.items()
+                if found.get(k) != v]
+    if problems:
+        raise ValueError(f"{state}: these region features were not made by the card's image.detector "
+                         f"({'; '.join(problems)}); re-run `hrem regions` with the card's detector or fix the card")
 
 
 class BestSaver:

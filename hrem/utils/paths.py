@@ -38,3 +38,19 @@ def resolve_text_model_path(name_or_path: str) -> Path:
             f"text model '{name_or_path}': expected a local Hugging Face model directory with config.json; "
             f"hrem does not download models. Use '{MINILM_NAME}' for the packaged MiniLM.")
     return path
+
+
+def resolve_model_dir(name_or_path: str, what: str = "model") -> Path:
+    """'packaged:NAME' -> the shipped hrem/assets/NAME; else a local directory holding config.json."""
+    if name_or_path.startswith("packaged:"):
+        name = name_or_path.removeprefix("packaged:")
+        path = ASSETS_DIR / name
+        if not (path / "config.json").is_file():
+            shipped = sorted(p.name for p in ASSETS_DIR.iterdir() if (p / "config.json").is_file())
+            raise FileNotFoundError(f"{what} '{name_or_path}': no packaged model named {name!r}; shipped: {shipped}")
+        return path
+    path = Path(name_or_path).expanduser()
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{what} '{name_or_path}': expected a directory with config.json (or "
+                                f"packaged:NAME); hrem does not download models")
+    return path

@@ -170,13 +170,13 @@ def _check_compatible(loaded: LoadedModel, sources: dict[str, Source]) -> None:
     images = sources.get("images")
     if images is None:
         return
-    wants_pixels = loaded.image_kind == "grid"
-    if wants_pixels and images.kind != IMAGE_FILES:
-        raise ValueError(f"model {loaded.run_dir} (card '{loaded.card.name}') reads images, but the input gives "
-                         f"region features ({images.describe})")
-    if not wants_pixels and images.kind not in (FEATURE_ROWS, FEATURE_FILES):
-        raise ValueError(f"model {loaded.run_dir} (card '{loaded.card.name}') reads region features "
-                         f"(feature_dim {loaded.feature_dim}), but the input gives image files ({images.describe})")
+    accepted = {"grid": (IMAGE_FILES,), "regions": (FEATURE_ROWS, FEATURE_FILES),
+                "detected_regions": (IMAGE_FILES, FEATURE_ROWS, FEATURE_FILES)}[loaded.image_kind]
+    if images.kind not in accepted:
+        reads = "image files" if loaded.image_kind == "grid" else f"region features (feature_dim {loaded.feature_dim})"
+        found = "image files" if images.kind == IMAGE_FILES else "region features"
+        raise ValueError(f"model {loaded.run_dir} (card '{loaded.card.name}') reads {reads}, but the input gives "
+                         f"{found} ({images.describe})")
     shape = images.describe.get("features_shape")
     if shape and loaded.feature_dim is not None and shape[-1] != loaded.feature_dim:
         raise ValueError(f"{images.describe.get('folder')}: {images.describe.get('split')}_ims.npy has features "
