@@ -27,7 +27,9 @@ from hrem.relation.instance import HREMCriterion
 from hrem.utils.files import sha256_file
 from hrem.utils.paths import CARDS_DIR, resolve_model_dir, resolve_text_model_path
 from hrem.vision.preprocess import LetterboxPreprocessor
+from hrem.config.detector import DetectorCard
 from hrem.config.grounding import MCNCard
+from hrem.detection import build_detector
 from hrem.grounding.build import build_mcn, build_mcn_tokenizer
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ def _build_hrem_with_detector(card: HREMCard, device: Any, dtype: Any) -> nn.Mod
 _KINDS: dict[str, tuple[type, Builder]] = {
     "hrem": (HREMCard, _build_hrem_with_detector),
     "mcn": (MCNCard, build_mcn),
+    "detector": (DetectorCard, build_detector),
 }
 
 

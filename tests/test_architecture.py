@@ -15,7 +15,7 @@ LAYERS = [
     {"config", "utils"},
     {"store"},
     {"encoders", "relation", "losses", "data", "index", "vision"},
-    {"model", "grounding", "eval"},
+    {"model", "grounding", "eval", "detection"},
     {"factory"},
     {"checkpoint"},
     {"pipeline", "train", "serve"},

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "hrem.cli.train",
     "hrem.cli.evaluate",
     "hrem.cli.index",
+    "hrem.cli.detector",
     "hrem.cli.regions",
     "hrem.cli.embed",
     "hrem.cli.search",

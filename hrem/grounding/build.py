@@ -9,7 +9,7 @@ from torch import nn
 
 from hrem.config.grounding import MCNCard
 from hrem.data.tokenize import TextTokenizer
-from hrem.grounding.backbone import VisualBackbone
+from hrem.vision.backbone import VisualBackbone
 from hrem.grounding.language import GRULanguageEncoder, HFLanguageEncoder
 from hrem.grounding.model import GroundingModel
 from hrem.utils.paths import resolve_text_model_path

@@ -25,7 +25,7 @@ from hrem.config.grounding import MCNCard
 from hrem.data.tokenize import TokenBatch
 from hrem.grounding.asnls import asnls as apply_asnls
 from hrem.grounding.asnls import round_box
-from hrem.grounding.backbone import VisualBackbone
+from hrem.vision.backbone import VisualBackbone
 from hrem.grounding.box_regression import DirectBoxHead, cxcywh_to_xyxy, giou_loss, l1_box_loss
 from hrem.grounding.cem import ConsistencyEnergy, cem_loss
 from hrem.grounding.fusion import SimpleFusion

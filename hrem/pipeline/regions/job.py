@@ -77,7 +77,10 @@ def _layout(detector: torch.nn.Module, geometry: bool) -> dict:
 
 def _start_split(state: RegionsState, split: str, images: Source, fingerprint: str, cfg: RegionsConfig) -> None:
     record = state.splits.get(split)
-    if record and record["input_fingerprint"] != fingerprint:
+    if record and record.get("complete") and not all(p.is_file() for p in split_files(state.out, split)[:4]):
+        log.warning("%s: split %r was complete but its files are gone; writing it again", state.out, split)
+        record = None
+    elif record and record["input_fingerprint"] != fingerprint:
         if not cfg.overwrite:
             raise ValueError(f"{state.out}: split {split!r} was made from another input (fingerprint "
                              f"{record['input_fingerprint'][:12]} vs {fingerprint[:12]}); use --overwrite")
@@ -157,4 +160,6 @@ def _finish_split(state: RegionsState, split: str, sources: dict, cfg: RegionsCo
         record["complete"] = True
         state.save()
         shutil.rmtree(state.out / PARTS / split, ignore_errors=True)
+        if (state.out / PARTS).is_dir() and not any((state.out / PARTS).iterdir()):
+            (state.out / PARTS).rmdir()
     return int(record["images"])

@@ -24,7 +24,7 @@ from hrem.utils.files import sha256_file, write_json_atomic
 
 STATE, FORMAT, VERSION = "regions.json", "hrem-regions", 1
 PARTS = ".parts"
-SPLIT_FILES = ("{}_ims.npy", "{}_boxes.npy", "{}_scores.npy", "{}_caps.txt", "{}_ids.txt")
+SPLIT_FILES = ("{}_ims.npy", "{}_boxes.npy", "{}_scores.npy", "{}_ids.txt", "{}_caps.txt")   # caps: Karpathy inputs only
 
 
 @dataclass
