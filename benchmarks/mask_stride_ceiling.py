@@ -4,7 +4,7 @@ The RES target of MCN is the letterboxed mask sampled at the centre of each stri
 stride-m map is upsampled bilinearly, mapped back to the original image and thresholded. Feeding the
 *ground truth* through exactly that path gives the ceiling of any model predicting at that stride:
 
-    python benchmarks/mask_stride_ceiling.py --data hrem-out/cache/shapesref-v1-s128-seed0-8000-1000-1000
+    python benchmarks/mask_stride_ceiling.py --data hrem-out/cache/shapesref-v2-s128-seed0-8000-1000-1000
 
 ShapesRef test, 6,929 expressions at 128 px: stride 8 -> mIoU 68.4 (P@0.9 0.0), stride 4 -> 80.5 (P@0.9
 5.2). The baseline row, stride 1, must give 100: a check that the path itself loses nothing.

@@ -48,4 +48,4 @@ def test_ensure_shapesref_refuses_foreign_folders(tmp_path):
 
 def test_default_cache_dir_names_the_parameters():
     path = default_shapesref_dir(ShapesRefConfig(train=10, dev=2, test=3, size=64, seed=7))
-    assert path.parts[:2] == ("hrem-out", "cache") and path.name == "shapesref-v1-s64-seed7-10-2-3"
+    assert path.parts[:2] == ("hrem-out", "cache") and path.name == "shapesref-v2-s64-seed7-10-2-3"

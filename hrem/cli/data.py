@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shapes.add_argument("--size", type=int, default=128, help="image side in pixels")
     shapes.add_argument("--seed", type=int, default=0, help="random seed")
     shapes.add_argument("--workers", type=int, default=None, help="worker processes; None = one per CPU (1 below 200 images)")
+    shapes.add_argument("--caption-version", type=int, default=2, choices=(1, 2),
+                        help="captions: 2 = version 2 (they pin down their image), 1 = the first, generic ones "
+                             "(images, masks and refs are identical)")
     shapes.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     shapes.set_defaults(func=run_shapes)
 
@@ -35,6 +38,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sheet.add_argument("--split", default="test", help="train, dev (= val) or test")
     sheet.add_argument("--n", type=int, default=6, help="number of scenes")
     sheet.set_defaults(func=run_contact_sheet)
+
+    ceiling = commands.add_parser(
+        "ceiling", help="the truth-only oracle R@K of a ShapesRef split", formatter_class=fmt,
+        description="Parse every caption of a split back into facts (hrem.eval.shapes_grammar; stored facts "
+                    "where the text is outside the grammar), check each against every image's scene graph "
+                    "(hrem.eval.shapes_truth, independent of the generator), and report the expected R@1/5/10 "
+                    "and rsum of an oracle that ranks the true items first in random order: the best a "
+                    "retrieval model can do from what the captions say.")
+    ceiling.add_argument("--data", required=True, type=Path, help="a ShapesRef folder")
+    ceiling.add_argument("--split", default="test", help="train, dev (= val) or test")
+    ceiling.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
+    ceiling.set_defaults(func=run_ceiling)
 
     check = commands.add_parser("check", help="read a ShapesRef folder back and count", formatter_class=fmt,
                                 description="Validate every split of a ShapesRef folder with the readers.")
@@ -48,7 +63,8 @@ def _config(args: argparse.Namespace):
     train, dev, test = split_images(args.images)
     return ShapesRefConfig(train=train if args.train is None else args.train,
                            dev=dev if args.dev is None else args.dev,
-                           test=test if args.test is None else args.test, size=args.size, seed=args.seed)
+                           test=test if args.test is None else args.test, size=args.size, seed=args.seed,
+                           caption_version=args.caption_version)
 
 
 def run_shapes(args: argparse.Namespace) -> int:
@@ -70,6 +86,30 @@ def run_contact_sheet(args: argparse.Namespace) -> int:
 
     out = make_contact_sheet(args.data, args.out, split=args.split, n=args.n)
     print(f"contact sheet of {args.n} {args.split} scenes written to {out}")
+    return 0
+
+
+def run_ceiling(args: argparse.Namespace) -> int:
+    import json
+
+    from hrem.eval.ceiling import shapes_ceiling
+    from hrem.utils.files import write_json_atomic
+
+    report = shapes_ceiling(args.data, args.split)
+    oracle = report["oracle"]
+    print(f"{args.data} {args.split}: {report['images']} images, {report['captions']} captions (caption version "
+          f"{report['caption_version']}; facts from the text for {report['facts_from_text']}, stored for "
+          f"{report['facts_stored']})")
+    print("| oracle | R@1 | R@5 | R@10 |\n|---|---|---|---|")
+    for direction in ("i2t", "t2i"):
+        print(f"| {direction} | " + " | ".join(f"{oracle[f'{direction}_r{k}']:.1f}" for k in (1, 5, 10)) + " |")
+    print(f"rsum {oracle['rsum']:.1f}; a caption is true of {oracle['images_per_caption']['median']:g} image(s) "
+          f"(median; mean {oracle['images_per_caption']['mean']:.2f}); an image has "
+          f"{oracle['true_captions_per_image']['median']:g} true captions (median; mean "
+          f"{oracle['true_captions_per_image']['mean']:.2f})")
+    if args.out:
+        write_json_atomic(args.out, report)
+        print(json.dumps({"wrote": str(args.out)}))
     return 0
 
 

@@ -15,8 +15,9 @@ MATCHED_KEYS = ("format", "version", "seed", "size", "splits")
 
 def default_shapesref_dir(config: ShapesRefConfig, root: str | Path = DEFAULT_CACHE_ROOT,
                           splits: tuple[str, ...] = SPLITS) -> Path:
-    """hrem-out/cache/shapesref-<params>, e.g. shapesref-v1-s128-seed0-8000-1000-1000 (+ -only-test)."""
-    name = f"shapesref-v{VERSION}-s{config.size}-seed{config.seed}-{config.train}-{config.dev}-{config.test}"
+    """hrem-out/cache/shapesref-<params>, e.g. shapesref-v2-s128-seed0-8000-1000-1000 (+ -only-test); the
+    caption version is part of the name, so a version-1 folder is never mistaken for version 2."""
+    name = f"shapesref-v{config.caption_version}-s{config.size}-seed{config.seed}-{config.train}-{config.dev}-{config.test}"
     if set(splits) != set(SPLITS):
         name += "-only-" + "-".join(s for s in SPLITS if s in splits)
     return Path(root) / name
@@ -47,14 +48,14 @@ def _is_replaceable(folder: Path) -> bool:
 
 def ensure_shapesref(cache_dir: str | Path | None = None, *, train: int = 8000, dev: int = 1000, test: int = 1000,
                      size: int = 128, seed: int = 0, workers: int | None = None,
-                     splits: tuple[str, ...] = SPLITS) -> Path:
+                     splits: tuple[str, ...] = SPLITS, caption_version: int = VERSION) -> Path:
     """The ShapesRef folder for these parameters: `cache_dir` (default: default_shapesref_dir) when its
     shapesref.json matches them, else (re)generated there atomically.
 
     `splits` (on-disk names) asks for only some splits, e.g. ("test",) for the embedded demo: the full
     dataset's folder is reused when it exists, else only those splits are drawn (same imgids and pixels).
     """
-    config = ShapesRefConfig(train=train, dev=dev, test=test, size=size, seed=seed)
+    config = ShapesRefConfig(train=train, dev=dev, test=test, size=size, seed=seed, caption_version=caption_version)
     config.validate()
     candidates = [Path(cache_dir)] if cache_dir is not None else [default_shapesref_dir(config),
                                                                    default_shapesref_dir(config, splits=splits)]

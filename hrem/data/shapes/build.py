@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from hrem.data.shapes.captions import make_captions
+from hrem.data.shapes.captions_v2 import caption_rng, make_captions_v2
 from hrem.data.shapes.expressions import referring_expressions
 from hrem.data.shapes.layout import sample_layout
 from hrem.data.shapes.relations import Box
@@ -60,7 +61,9 @@ def _annotate(rng: random.Random, scene: Scene) -> bool:
     return True
 
 
-def build_scene(seed: int, imgid: int, side: int) -> RenderedScene:
+def build_scene(seed: int, imgid: int, side: int, caption_version: int = 2) -> RenderedScene:
+    """`caption_version` 1 keeps the first captions; 2 replaces them with version-2 captions drawn from
+    their own stream after everything else (the pixels do not depend on the version)."""
     rng = scene_rng(seed, imgid)
     for _ in range(MAX_REDRAWS):
         placements = sample_layout(rng, side)
@@ -71,6 +74,8 @@ def build_scene(seed: int, imgid: int, side: int) -> RenderedScene:
         if _annotate(rng, scene):
             boxes = [(o.box.x0, o.box.y0, o.box.x1, o.box.y1) for o in objects]
             image = render_image(draw_background(rng, side, scene.background), placements, masks, boxes)
+            if caption_version == 2:
+                scene.captions = make_captions_v2(caption_rng(seed, imgid), scene)
             return RenderedScene(scene, image, masks)
     raise RuntimeError(f"image {imgid} (seed {seed}): no scene with unique referring expressions after "
                        f"{MAX_REDRAWS} draws")

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from hrem.data.readers import RefObject, read_karpathy, read_mask, read_refs
+from hrem.data.splits import refs_file_split
 
 SCALE = 3
 TEXT_WIDTH = 430
@@ -78,7 +79,7 @@ def make_contact_sheet(data_dir: str | Path, out: str | Path, split: str = "test
     """Write a PNG grid of the first `n` images of `split` with captions and up to 3 referred objects."""
     data_dir, out = Path(data_dir), Path(out)
     captions = read_karpathy(data_dir / "dataset_shapesref.json", data_dir, split)
-    refs_split = "val" if split == "dev" else split
+    refs_split = refs_file_split(split)
     by_image: dict[int, list[RefObject]] = defaultdict(list)
     for ref in read_refs(data_dir / "refs" / f"{refs_split}.json", split, data_dir / "images"):
         by_image[ref.image_id].append(ref)

@@ -26,7 +26,11 @@ from hrem.utils.files import write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
-FORMAT, VERSION = "shapesref", 1
+FORMAT = "shapesref"
+# Version of the captions (= of the folder's content: images, masks and refs are the same in both):
+# 1 = the first, generic captions (captions.py); 2 = captions that pin down their image (captions_v2.py).
+VERSION = 2
+CAPTION_VERSIONS = (1, 2)
 SPLITS = ("train", "val", "test")   # on-disk names; hrem's API calls "val" "dev"
 CHUNK = 100                         # images per pool task
 INLINE_BELOW = 2 * CHUNK            # fewer images than this: no pool (its start-up costs more than it saves)
@@ -39,6 +43,7 @@ class ShapesRefConfig:
     test: int = 1000
     size: int = 128
     seed: int = 0
+    caption_version: int = VERSION
 
     def validate(self) -> None:
         for name in ("train", "dev", "test"):
@@ -46,6 +51,8 @@ class ShapesRefConfig:
         require(self.total > 0, f"split counts: expected at least one image, found {self.total}")
         require(48 <= self.size <= 1024, f"size: expected 48..1024 pixels, found {self.size}")
         require(self.seed >= 0, f"seed: expected an integer >= 0, found {self.seed}")
+        require(self.caption_version in CAPTION_VERSIONS,
+                f"caption_version: expected one of {CAPTION_VERSIONS}, found {self.caption_version}")
 
     @property
     def total(self) -> int:
@@ -78,7 +85,7 @@ def _tasks(root: Path, config: ShapesRefConfig, chunk: int, only: tuple[str, ...
     wanted = [(i, s) for i, s in enumerate(s for s, n in config.split_counts().items() for _ in range(n))
               if s in only]
     return [ChunkTask(root, config.seed, config.size, tuple(i for i, _ in wanted[start:start + chunk]),
-                      tuple(s for _, s in wanted[start:start + chunk]))
+                      tuple(s for _, s in wanted[start:start + chunk]), config.caption_version)
             for start in range(0, len(wanted), chunk)]
 
 
@@ -120,7 +127,7 @@ def metadata(config: ShapesRefConfig, counts: dict | None = None, only: tuple[st
     for split, n in config.split_counts().items():
         offsets[split] = [start, start + n]
         start += n
-    return {"format": FORMAT, "version": VERSION, "seed": config.seed, "size": config.size,
+    return {"format": FORMAT, "version": config.caption_version, "seed": config.seed, "size": config.size,
             "splits": config.split_counts(), "generated_splits": list(only), "imgid_ranges": offsets, "config": to_dict(config),
             "ref_id_rule": f"ref_id = imgid * {REF_STRIDE} + object index; mask file masks/<ref_id:07d>.png",
             "counts": counts or {}, "vocabulary": vocabulary_json()}

@@ -18,6 +18,7 @@ class ChunkTask:
     side: int
     imgids: tuple[int, ...]
     splits: tuple[str, ...]   # the split of each imgid
+    caption_version: int = 2
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -30,7 +31,7 @@ def write_chunk(task: ChunkTask) -> list[dict]:
     """Render and write every image of the chunk; return their scene records (in imgid order)."""
     records = []
     for imgid, split in zip(task.imgids, task.splits):
-        rendered = build_scene(task.seed, imgid, task.side)
+        rendered = build_scene(task.seed, imgid, task.side, task.caption_version)
         _write(task.root / "images" / image_name(imgid), encode_png(np.asarray(rendered.image)))
         for obj, mask in zip(rendered.scene.objects, rendered.masks):
             _write(task.root / mask_name(ref_id(imgid, obj.index)), encode_png(np.asarray(mask)))
