@@ -115,3 +115,26 @@ def test_cli_train_resume_evaluate(shapes, tmp_path):
     assert main(["evaluate-detector", "--model", str(tmp_path / "run"), "--data", str(shapes), "--split", "dev",
                  "--device", "cpu", "--out", str(tmp_path / "ev")]) == 0
     assert json.loads((tmp_path / "ev" / "report.json").read_text())["split"] == "dev"
+
+
+def test_shipped_detector_finds_the_objects_of_test_scenes(tmp_path):
+    from hrem.data.detection_dataset import read_detection_split
+    from hrem.utils.paths import ASSETS_DIR
+    from hrem.vision.boxes import box_iou
+    from hrem.vision.letterbox import letterbox_image
+
+    shipped = ASSETS_DIR / "shapes-detector"
+    size = json.loads((shipped / "config.json").read_text())["input_size"]
+    generate_shapesref(tmp_path / "s", ShapesRefConfig(train=0, dev=0, test=6, size=size, seed=11))
+    detector = load_region_detector("packaged:shapes-detector")
+    records = read_detection_split(tmp_path / "s", "test", detector.card.objects, detector.card.attributes)
+    from PIL import Image
+
+    pixels = torch.stack([torch.from_numpy(letterbox_image(Image.open(r.image_path), size)[0]) for r in records])
+    for record, found in zip(records, detector.detect(pixels)):
+        gt = torch.from_numpy(record.boxes)
+        best = box_iou(gt, found.boxes).amax(dim=1)
+        assert bool((best > 0.7).all()), (record.image_path, best)
+        matched = box_iou(gt, found.boxes).argmax(dim=1)
+        assert found.labels["object"][matched].tolist() == record.labels["object"].tolist()
+        assert found.labels["colour"][matched].tolist() == record.labels["colour"].tolist()

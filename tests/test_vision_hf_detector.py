@@ -69,6 +69,15 @@ def test_fewer_queries_than_count_returns_all_queries(tmp_path):
     assert len(det.detect_regions(torch.rand(1, 3, 64, 64), 36)[0]) == 5
 
 
+def test_preprocessor_config_mean_std_and_do_normalize(tmp_path):
+    folder = save_tiny_detector(tmp_path / "rt", "rt_detr")
+    (folder / "preprocessor_config.json").write_text(json.dumps({"do_normalize": False}))
+    det = load_hf_detector(folder, input_size=64)
+    assert det.mean.flatten().tolist() == [0.0, 0.0, 0.0] and det.std.flatten().tolist() == [1.0, 1.0, 1.0]
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.25] * 3}))
+    assert load_hf_detector(folder, input_size=64).std.flatten().tolist() == [0.25] * 3
+
+
 def test_factory_dispatches_transformers_folders(tmp_path):
     folder = save_tiny_detector(tmp_path / "detr", "detr")
     det = load_region_detector(folder, input_size=96)
@@ -81,7 +90,14 @@ def test_clear_errors(tmp_path):
     folder = save_tiny_detector(tmp_path / "timm", "detr")
     config = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**config, "use_timm_backbone": True}))
-    with pytest.raises(ValueError, match="use_timm_backbone is true"):
+    with pytest.raises(ValueError, match="timm"):
+        load_hf_detector(folder)
+    (folder / "config.json").write_text(json.dumps({**config, "backbone_config": {"model_type": "timm_backbone"}}))
+    with pytest.raises(ValueError, match="timm"):
+        load_hf_detector(folder)
+    bare = {k: v for k, v in config.items() if k != "backbone_config"}
+    (folder / "config.json").write_text(json.dumps({**bare, "backbone": "resnet50"}))
+    with pytest.raises(ValueError, match="without a backbone_config"):
         load_hf_detector(folder)
     other = tmp_path / "bert"
     other.mkdir()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from hrem import __version__
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:
+        # `hrem ... | head`: the reader went away; nothing is wrong with the command itself
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         log.error("interrupted; completed shards and checkpoints are kept, re-run the same command to resume")
         return 130

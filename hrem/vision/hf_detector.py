@@ -6,10 +6,12 @@ extractors of BUTD.
     regions = det.detect_regions(letterboxed_pixels, count=36)
 
 - **Families**: DETR, Conditional-DETR, Deformable-DETR, RT-DETR (`AutoModelForObjectDetection`). Weights
-  are read from the directory only (`local_files_only`); a config that needs timm or a downloaded
-  backbone is refused with the field to change (hrem never downloads, and timm is not a dependency).
+  are read from the directory only (`local_files_only`); a config that needs timm (`use_timm_backbone`, or
+  `backbone_config.model_type: timm_backbone` in transformers 5) or a downloaded backbone (a `backbone`
+  name without `backbone_config`) is refused with the field to change, before transformers parses it.
 - **Pixels**: letterboxed RGB in [0, 1] at `input_size` (default 640); the model's own mean / std
-  (`preprocessor_config.json` `image_mean` / `image_std`, ImageNet otherwise) are applied here, because
+  (`preprocessor_config.json` `image_mean` / `image_std`, none when it says `do_normalize: false` as
+  RT-DETR's does, ImageNet otherwise) are applied here, because
   transformers' image-processor classes need torchvision. No pixel mask: the grey letterbox padding is
   part of the image, as in hrem's other detectors.
 - **Scores and boxes**: each family's `post_process_object_detection` rule, per query: DETR softmax over
@@ -78,10 +80,17 @@ class HFRegionDetector(nn.Module):
 
 
 def _check_config(config_path: Path) -> dict:
+    """Refuse, before transformers parses it, a config that needs timm or a download: transformers 5 asks
+    the Hub about a `backbone` name without `backbone_config` even with local_files_only."""
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    if config.get("use_timm_backbone"):
-        raise ValueError(f"{config_path}: use_timm_backbone is true; hrem cannot use timm backbones -- save the "
-                         f"model with use_timm_backbone=false and a transformers ResNet backbone_config")
+    backbone_config = config.get("backbone_config") or {}
+    if config.get("use_timm_backbone") or backbone_config.get("model_type") == "timm_backbone":
+        raise ValueError(f"{config_path}: the backbone is a timm model (use_timm_backbone / backbone_config."
+                         f"model_type 'timm_backbone'); hrem cannot use timm -- save the model with a transformers "
+                         f"ResNet backbone_config")
+    if config.get("backbone") and not backbone_config:
+        raise ValueError(f"{config_path}: backbone {config['backbone']!r} is named without a backbone_config, "
+                         f"which transformers would look up online; set backbone_config (e.g. a ResNetConfig)")
     if config.get("use_pretrained_backbone") and not (config_path.parent / "model.safetensors").is_file() \
             and not (config_path.parent / "pytorch_model.bin").is_file():
         raise ValueError(f"{config_path}: use_pretrained_backbone is true but the folder has no weights; the "
@@ -94,6 +103,8 @@ def _mean_std(model_dir: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
     if not path.is_file():
         return IMAGENET_MEAN, IMAGENET_STD
     values = json.loads(path.read_text(encoding="utf-8"))
+    if values.get("do_normalize") is False:      # e.g. RT-DETR: pixels in [0, 1] as they are
+        return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     return tuple(values.get("image_mean", IMAGENET_MEAN)), tuple(values.get("image_std", IMAGENET_STD))
 
 
