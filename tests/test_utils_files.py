@@ -30,3 +30,17 @@ def test_sha256_file_matches_hashlib(tmp_path):
     data = os.urandom(3 << 20)
     (tmp_path / "b.bin").write_bytes(data)
     assert sha256_file(tmp_path / "b.bin", chunk=1 << 16) == hashlib.sha256(data).hexdigest()
+
+
+def test_a_writer_that_replaces_the_temporary_still_gets_umask_permissions(tmp_path):
+    # safetensors' save_file writes a new file over the temporary path (it used to land as 0600)
+    import torch
+    from safetensors.torch import save_file
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    with atomic_path(tmp_path / "w.safetensors") as tmp:
+        tmp.unlink()
+        save_file({"x": torch.zeros(2)}, str(tmp))
+        os.chmod(tmp, 0o600)
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask

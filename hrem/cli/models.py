@@ -21,8 +21,13 @@ def run(args: argparse.Namespace) -> int:
     from hrem.factory import list_models
     from hrem.utils.paths import CARDS_DIR
 
+    rows = []
     for name in list_models(args.kind):
         data = load_json(CARDS_DIR / f"{name}.json")
-        row = {"name": name, "kind": data.get("kind"), "description": data.get("description", "")}
-        print(json.dumps(row) if args.json else f"{name:<14} {row['kind']:<5} {row['description']}")
+        rows.append({"name": name, "kind": data.get("kind"), "description": data.get("description", "")})
+    name_width = max((len(r["name"]) for r in rows), default=0)
+    kind_width = max((len(str(r["kind"])) for r in rows), default=0)
+    for row in rows:
+        print(json.dumps(row) if args.json else
+              f"{row['name']:<{name_width}}  {row['kind']:<{kind_width}}  {row['description']}")
     return 0

@@ -35,7 +35,7 @@ def _build_hf_backbone(cfg: MCNBackboneCfg, fine_feature: str | None) -> nn.Modu
         return transformers.AutoBackbone.from_pretrained(
             str(path), out_features=out_features, local_files_only=True
         )
-    log.info("visual backbone: random initialisation from the card's ResNetConfig (no backbone.path)")
+    log.debug("visual backbone: random initialisation from the card's ResNetConfig (no backbone.path)")
     config = transformers.ResNetConfig(**{**cfg.resnet, "out_features": out_features})
     return transformers.ResNetBackbone(config)
 
