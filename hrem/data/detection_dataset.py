@@ -22,9 +22,6 @@ from torch.utils.data import Dataset
 from hrem.data.sources.roots import join_under_root
 from hrem.data.splits import refs_file_split
 
-ATTRIBUTE_KEYS = {"colour": "colour", "size": "size"}
-
-
 @dataclass(frozen=True)
 class DetectionRecord:
     image_path: Path

@@ -16,10 +16,6 @@ from hrem.vision.letterbox import box_to_letterbox, letterbox_image
 log = logging.getLogger(__name__)
 
 
-def _prepare(image, size):
-    return letterbox_image(image, size)
-
-
 class DetectorEvaluator:
     """Callable: detector -> report dict (+ "rsum" = AP50 + joint attribute accuracy, the score the
     training loop selects by)."""
@@ -27,7 +23,7 @@ class DetectorEvaluator:
     def __init__(self, records: Sequence[DetectionRecord], size: int, object_names: Sequence[str],
                  device: torch.device, batch_size: int = 64, workers: int = 0, precision: str = "fp32") -> None:
         self.records, self.object_names = list(records), list(object_names)
-        self.dataset = DetectionSet(self.records, size, _prepare, box_to_letterbox, train=False)
+        self.dataset = DetectionSet(self.records, size, letterbox_image, box_to_letterbox, train=False)
         self.device, self.batch_size, self.workers, self.precision = device, batch_size, workers, precision
 
     def detections(self, model: torch.nn.Module) -> tuple[list[ImageDetections], list[ImageObjects]]:

@@ -39,9 +39,8 @@ def detector_train_config(**overrides: Any) -> TrainConfig:
 class DetectorTrainer(Trainer):
     def _losses(self, batch: DetectionBatch) -> dict[str, torch.Tensor]:
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.position.iteration)
-        labels = [{"object": lab["object"], **{k: v for k, v in lab.items() if k != "object"}} for lab in batch.labels]
         with autocast(self.device, self.config.precision):
-            return self.model.losses(batch.pixels.to(self.device), batch.boxes, labels, generator)
+            return self.model.losses(batch.pixels.to(self.device), batch.boxes, batch.labels, generator)
 
 
 class DetectorBestSaver:
@@ -52,10 +51,6 @@ class DetectorBestSaver:
         save_run(self.run_dir, model, self.card)
 
 
-def _prepare(image, size):
-    return letterbox_image(image, size)
-
-
 def build_detector_trainer(card: DetectorCard, records: Sequence[DetectionRecord], run_dir: str | Path,
                            config: TrainConfig, device: torch.device, evaluate: Evaluator,
                            extra_args: dict | None = None) -> DetectorTrainer:
@@ -63,7 +58,7 @@ def build_detector_trainer(card: DetectorCard, records: Sequence[DetectionRecord
     record_or_check_args(run_dir, card, config, extra_args or {})
     torch.manual_seed(config.seed)   # model initialisation depends on the seed only
     model = create_model(card, device=device)
-    dataset = DetectionSet(records, card.input_size, _prepare, box_to_letterbox, train=True)
+    dataset = DetectionSet(records, card.input_size, letterbox_image, box_to_letterbox, train=True)
     log.info("training detector card '%s' on %d images (%d objects); %d parameters", card.name, len(records),
              sum(len(r.boxes) for r in records), sum(p.numel() for p in model.parameters()))
     return DetectorTrainer(model, nn.Module(), dataset, collate_detection, config, device, run_dir, evaluate,

@@ -12,7 +12,6 @@ leaves either a recorded shard with a matching checksum (skipped on re-run) or a
 """
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +90,3 @@ def open_state(out: Path, identity: dict[str, Any], layout: dict[str, Any], over
     state = RegionsState(out, identity, layout)
     state.save()
     return state
-
-
-def describe(state: RegionsState) -> str:
-    return json.dumps({s: {k: v for k, v in d.items() if k != "shards"} for s, d in state.splits.items()})
