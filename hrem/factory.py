@@ -24,6 +24,7 @@ from hrem.data.tokenize import TextTokenizer
 from hrem.losses import build_loss
 from hrem.model import build_hrem
 from hrem.relation.instance import HREMCriterion
+from hrem.utils.device import score_dtype
 from hrem.utils.files import sha256_file
 from hrem.utils.paths import CARDS_DIR, resolve_model_dir, resolve_text_model_path
 from hrem.vision.preprocess import LetterboxPreprocessor
@@ -218,7 +219,8 @@ def create_criterion(card: Any, device: torch.device | str = "cpu",
     card = _require_hrem(card, "create_criterion")
     criterion = HREMCriterion(card.embed_size, card.instance_relation, card.train.warmup_iters,
                               build_loss(card.loss.base, card.loss, generator),
-                              build_loss(card.loss.gnn, card.loss, generator))
+                              build_loss(card.loss.gnn, card.loss, generator),
+                              score_dtype(card.instance_relation.score_dtype, device))
     return criterion.to(device)
 
 

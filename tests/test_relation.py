@@ -133,3 +133,41 @@ def test_graph_is_one_sequence_over_the_batch():
                                out.cap_tokens, out.cap_mask)
         img_b, _, _ = crit.enhance(changed)
     assert not torch.allclose(img_a, img_b)
+
+
+def _realistic(seed=0, b=24, n=9, l=11, d=16):
+    g = torch.Generator().manual_seed(seed)
+    img, cap = torch.randn(b, n, d, generator=g), torch.randn(b, l, d, generator=g)
+    img_mask = torch.arange(n)[None] < torch.randint(3, n + 1, (b, 1), generator=g)
+    cap_mask = torch.arange(l)[None] < torch.randint(2, l + 1, (b, 1), generator=g)
+    return img, img_mask, cap, cap_mask
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_fast_scores_equal_the_reference(monkeypatch, compiled):
+    monkeypatch.setenv("HREM_COMPILE", "1" if compiled else "0")
+    img, img_mask, cap, cap_mask = _realistic()
+    want = graph.word_region_scores_reference(img, img_mask, cap, cap_mask, 4)
+    got = word_region_scores(img, img_mask, cap, cap_mask, 4)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_scores_stay_within_tolerance_and_keep_the_graph():
+    img, img_mask, cap, cap_mask = _realistic(seed=1, b=48)
+    want = graph.word_region_scores_reference(img, img_mask, cap, cap_mask, 4)
+    got = word_region_scores(img, img_mask, cap, cap_mask, 4, torch.bfloat16)
+    for key in want:   # small everywhere; a caption of two words near zero cosine amplifies a few entries
+        error = (got[key] - want[key]).abs()
+        assert error.mean() < 2e-3 and error.max() < 0.1, (key, error.mean(), error.max())
+    agree = (topk_connection(got["t2i_mean"], 0.5) == topk_connection(want["t2i_mean"], 0.5)).float().mean()
+    assert agree > 0.97
+
+
+def test_score_dtype_auto_follows_the_cpu(monkeypatch):
+    import hrem.utils.device as device
+
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)
+    assert device.score_dtype("auto", "cpu") == torch.bfloat16
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    assert device.score_dtype("auto", "cpu") == torch.float32 and device.score_dtype("bf16", "cpu") == torch.bfloat16

@@ -89,3 +89,25 @@ def test_caption_encoder_with_cache_equals_without_and_needs_a_frozen_backbone()
     torch.testing.assert_close(cached, plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(again, plain, atol=1e-5, rtol=1e-5)
     assert model.txt_enc.feature_cache.hits == 2
+
+
+def test_cache_file_round_trip_and_identity(tmp_path):
+    import torch
+
+    from hrem.encoders.feature_cache import FrozenFeatureCache
+
+    calls = []
+
+    def backbone(ids, mask):
+        calls.append(ids.shape[0])
+        return torch.arange(ids.numel() * 3, dtype=torch.float32).view(ids.shape[0], ids.shape[1], 3)
+
+    ids = torch.tensor([[101, 5, 6, 102, 0], [101, 7, 102, 0, 0]])
+    cache = FrozenFeatureCache(10)
+    first = cache.lookup(ids, (ids != 0).long(), backbone)
+    cache.save(tmp_path / "c.safetensors", "sha-a")
+    again = FrozenFeatureCache(10)
+    assert again.load(tmp_path / "c.safetensors", "sha-a") == 2
+    assert torch.equal(again.lookup(ids, (ids != 0).long(), backbone), first) and calls == [2]
+    with pytest.raises(ValueError, match="another --text-cache"):
+        FrozenFeatureCache(10).load(tmp_path / "c.safetensors", "sha-b")

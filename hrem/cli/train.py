@@ -50,6 +50,9 @@ def register(subparsers) -> None:
     p.add_argument("--eval-every", type=int, default=0, help="iterations between dev evaluations; 0 = every epoch")
     p.add_argument("--save-every", type=int, default=0, help="iterations between training states; 0 = every epoch")
     p.add_argument("--log-every", type=int, default=10, help="iterations between metrics.jsonl lines")
+    p.add_argument("--text-cache", default=None, metavar="FILE",
+                   help="share a frozen text backbone's per-caption states across runs: loaded when FILE exists "
+                        "(same backbone weights), written at the end of the run otherwise")
     p.add_argument("--eval-batch-size", type=int, default=128)
     p.set_defaults(func=run)
 
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from hrem.factory import create_image_preprocessor, create_tokenizer, load_card
     from hrem.pipeline.encode import EncodeOptions
     from hrem.pipeline.evaluate import SplitEvaluator
-    from hrem.train.run import build_trainer, record_or_check_args, train_config_from_card
+    from hrem.train.run import build_trainer, record_or_check_args, save_text_cache, train_config_from_card
     from hrem.utils.device import resolve_device, set_threads
     from hrem.utils.seed import seed_everything
 
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         card, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, precision=precision,
         workers=args.workers, seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
         save_every=args.save_every, max_iters=args.max_iters, time_budget_min=args.time_budget,
-        decay_fractions=args.decay_fractions)
+        decay_fractions=args.decay_fractions, text_cache_file=args.text_cache)
     seed_everything(args.seed)
     train_split = open_retrieval_split(args.data, "train", args.image_root)
     dev_split = open_retrieval_split(args.data, "dev", args.image_root)
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume != "never":
         trainer.resume()
     position = trainer.run()
+    save_text_cache(trainer.model, card, config)
     print(f"trained {position.iteration} iterations ({position.epoch} full epochs); best dev rsum "
           f"{position.best_rsum:.2f} at iteration {position.best_iteration}; model in {args.out}")
     return 0

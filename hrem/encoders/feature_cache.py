@@ -12,6 +12,7 @@ Entries are evicted least-recently-used beyond `max_entries`. Stored tensors are
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -63,3 +64,34 @@ class FrozenFeatureCache:
         for row, (states, valid) in enumerate(zip(cached, masks)):
             out[row, valid] = states
         return out
+
+    # -- persistence: several runs on one dataset share the states instead of each recomputing them --
+    def save(self, path: str | Path, identity: str) -> None:
+        """Write every entry to `path` (safetensors, atomically); `identity` names the backbone (its weights'
+        SHA-256) so a file made by another backbone is never loaded."""
+        from safetensors.torch import save_file
+
+        from hrem.utils.files import atomic_path
+
+        keys = list(self._entries)
+        ids = [torch.frombuffer(bytearray(k), dtype=torch.int64) for k in keys]
+        lengths = torch.tensor([len(i) for i in ids], dtype=torch.int64)
+        tensors = {"ids": torch.cat(ids) if ids else torch.zeros(0, dtype=torch.int64), "lengths": lengths,
+                   "states": torch.cat([self._entries[k] for k in keys]) if keys else torch.zeros(0, 1)}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"identity": identity, "format": "hrem-text-cache"})
+
+    def load(self, path: str | Path, identity: str) -> int:
+        """Add the entries of a file written by `save` for the same backbone; returns how many."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            found = (handle.metadata() or {}).get("identity")
+            if found != identity:
+                raise ValueError(f"{path}: text-state cache of backbone {found!r}, this model's backbone is "
+                                 f"{identity!r}; delete the file or use another --text-cache")
+            ids, lengths, states = (handle.get_tensor(n) for n in ("ids", "lengths", "states"))
+        offsets = torch.cumsum(lengths, 0) - lengths
+        for start, n in zip(offsets.tolist(), lengths.tolist()):
+            self._store(ids[start:start + n].numpy().tobytes(), states[start:start + n].clone())
+        return len(lengths)

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hrem.utils.compile import fused
+
 # Upper bound on the elements of one [captions, images, words, regions] similarity block (~64 MB fp32).
 SCORE_BLOCK_ELEMENTS = 1 << 24
 
@@ -49,15 +51,61 @@ def _topk_valid(x: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def word_region_scores(img_tokens: torch.Tensor, img_mask: torch.Tensor, cap_tokens: torch.Tensor,
-                       cap_mask: torch.Tensor, topk: int) -> dict[str, torch.Tensor]:
+                       cap_mask: torch.Tensor, topk: int, gemm_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """SCAN-style scores for every (caption, image) pair; all outputs are caption-major [Bt, Bi, ...].
 
     t2i: per word, the best region (cosines L2-normalised over the word axis); `t2i_mean` averages valid
     words, `t2i_topk` keeps the top-k. i2t: per region, the best word (normalised over the region axis);
     `i2t_mean` averages valid regions, `i2t_topk` keeps the top-k. No gradient flows (inputs detached).
+
+    Fast path: one GEMM per block of captions gives the [t, L, Bi, N] cosines (in `gemm_dtype`, e.g.
+    bfloat16 on CPUs with AVX512-BF16 / AMX; fp32 by default), and everything after it -- leaky ReLU, the
+    two normalisations, the masked maxima, means and top-k -- is one fused kernel (hrem.utils.compile) that
+    reads the block a few times instead of materialising a dozen tensors of its size. Blocks hold at most
+    SCORE_BLOCK_ELEMENTS cosines. `word_region_scores_reference` is the plain implementation it is tested
+    against.
     """
-    img = F.normalize(img_tokens.detach().float() * img_mask[..., None], dim=-1)   # [Bi, N, D], pads = 0
-    cap = F.normalize(cap_tokens.detach().float() * cap_mask[..., None], dim=-1)   # [Bt, L, D], pads = 0
+    with torch.no_grad():
+        img = F.normalize(img_tokens.detach().float() * img_mask[..., None], dim=-1)   # [Bi, N, D], pads = 0
+        cap = F.normalize(cap_tokens.detach().float() * cap_mask[..., None], dim=-1)   # [Bt, L, D], pads = 0
+        n_img, n_reg, width = img.shape
+        regions = img.reshape(n_img * n_reg, width).t().to(gemm_dtype or img.dtype)    # [D, Bi*N]
+        chunk = max(1, SCORE_BLOCK_ELEMENTS // max(1, n_img * cap.shape[1] * n_reg))
+        parts = []
+        for s in range(0, cap.shape[0], chunk):
+            block = cap[s:s + chunk]
+            sim = (block.reshape(-1, width).to(regions.dtype) @ regions).float()
+            parts.append(_score_tail(sim.view(block.shape[0], block.shape[1], n_img, n_reg), cap_mask[s:s + chunk],
+                                     img_mask, topk))
+    return {key: torch.cat([p[i] for p in parts], dim=0) for i, key in enumerate(SCORE_KEYS)}
+
+
+SCORE_KEYS = ("t2i_mean", "t2i_topk", "i2t_mean", "i2t_topk")
+
+
+@fused
+def _score_tail(sim: torch.Tensor, cap_mask: torch.Tensor, img_mask: torch.Tensor, topk: int):
+    """sim [t, L, Bi, N] raw cosines -> (t2i_mean [t, Bi], t2i_topk [t, Bi, k], i2t_mean, i2t_topk)."""
+    sim = F.leaky_relu(sim, negative_slope=0.1)
+    words, regions = cap_mask[:, :, None, None], img_mask[None, None]
+    over_words = torch.linalg.vector_norm(sim, dim=1, keepdim=True).clamp_min(1e-12)       # F.normalize's eps
+    over_regions = torch.linalg.vector_norm(sim, dim=3, keepdim=True).clamp_min(1e-12)
+    row = (sim / over_words).masked_fill(~regions, float("-inf")).amax(dim=3)             # [t, L, Bi]
+    col = (sim / over_regions).masked_fill(~words, float("-inf")).amax(dim=1)             # [t, Bi, N]
+    row = row.masked_fill(~cap_mask[:, :, None], 0.0).transpose(1, 2)                     # [t, Bi, L]
+    col = col.masked_fill(~img_mask[None], 0.0)
+    n_words = cap_mask.sum(dim=1).to(row.dtype)[:, None]
+    n_regions = img_mask.sum(dim=1).to(col.dtype)[None, :]
+    return (row.sum(dim=2) / n_words, _topk_valid(row, cap_mask[:, None, :].expand_as(row), topk),
+            col.sum(dim=2) / n_regions, _topk_valid(col, img_mask[None].expand_as(col), topk))
+
+
+def word_region_scores_reference(img_tokens: torch.Tensor, img_mask: torch.Tensor, cap_tokens: torch.Tensor,
+                                 cap_mask: torch.Tensor, topk: int) -> dict[str, torch.Tensor]:
+    """The plain implementation (einsum + one tensor per step): the reference the fast path is tested
+    against, and what `benchmarks/bench_train.py` times it against."""
+    img = F.normalize(img_tokens.detach().float() * img_mask[..., None], dim=-1)
+    cap = F.normalize(cap_tokens.detach().float() * cap_mask[..., None], dim=-1)
     n_img, n_reg = img.shape[:2]
     chunk = max(1, SCORE_BLOCK_ELEMENTS // max(1, n_img * cap.shape[1] * n_reg))
     parts = [_score_block(cap[s:s + chunk], cap_mask[s:s + chunk], img, img_mask, topk)
@@ -90,16 +138,18 @@ def _relevance_mlp(topk: int, dropout: float) -> nn.Sequential:
 class AdjacencyLearning(nn.Module):
     """Learned cross-modal relevance: MLP(top-k scores) + mean score, plus its KL regulariser."""
 
-    def __init__(self, topk: int = 10, temperature: float = 1.0, sigma: float = 1.0, dropout: float = 0.0) -> None:
+    def __init__(self, topk: int = 10, temperature: float = 1.0, sigma: float = 1.0, dropout: float = 0.0,
+                 score_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.topk, self.temperature, self.sigma = topk, temperature, sigma
+        self.score_dtype = score_dtype    # GEMM dtype of the word-region cosines (None = fp32)
         self.mlp_t2i = _relevance_mlp(topk, dropout)
         self.mlp_i2t = copy.deepcopy(self.mlp_t2i)  # the reference starts both MLPs from the same weights
 
     def forward(self, img_tokens: torch.Tensor, img_mask: torch.Tensor, cap_tokens: torch.Tensor,
                 cap_mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """t2i_* are [Bt, Bi] (rows = captions); i2t_* are [Bi, Bt] (rows = images)."""
-        scores = word_region_scores(img_tokens, img_mask, cap_tokens, cap_mask, self.topk)
+        scores = word_region_scores(img_tokens, img_mask, cap_tokens, cap_mask, self.topk, self.score_dtype)
         dtype = self.mlp_t2i[0].weight.dtype
         t2i_mean, i2t_mean = scores["t2i_mean"], scores["i2t_mean"].t()
         t2i = self.mlp_t2i(scores["t2i_topk"].to(dtype)).squeeze(-1) + t2i_mean
@@ -123,10 +173,11 @@ class AdjacencyLearning(nn.Module):
 class AdjacencyModel(nn.Module):
     """The [2B, 2B] connection and relevance matrices (images first, then captions) and reg_loss."""
 
-    def __init__(self, threshold: float = 0.5, topk: int = 10, sigma: float = 1.0, temperature: float = 1.0) -> None:
+    def __init__(self, threshold: float = 0.5, topk: int = 10, sigma: float = 1.0, temperature: float = 1.0,
+                 score_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.threshold, self.sigma = threshold, sigma
-        self.adj_learning = AdjacencyLearning(topk=topk, temperature=temperature, sigma=sigma)
+        self.adj_learning = AdjacencyLearning(topk=topk, temperature=temperature, sigma=sigma, score_dtype=score_dtype)
 
     def forward(self, img_emb: torch.Tensor, cap_emb: torch.Tensor, img_tokens: torch.Tensor,
                 img_mask: torch.Tensor, cap_tokens: torch.Tensor, cap_mask: torch.Tensor

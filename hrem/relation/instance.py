@@ -35,7 +35,7 @@ def graph_attention_bias(connect: torch.Tensor, relevance: torch.Tensor, mask_we
 
 class HREMCriterion(nn.Module):
     def __init__(self, embed_size: int, relation: InstanceRelationCard, warmup_iters: int,
-                 base_loss: PairLoss, gnn_loss: PairLoss) -> None:
+                 base_loss: PairLoss, gnn_loss: PairLoss, score_dtype: torch.dtype | None = None) -> None:
         super().__init__()
         self.relation = relation
         self.warmup_iters = int(warmup_iters)
@@ -46,7 +46,8 @@ class HREMCriterion(nn.Module):
                                                dim_feedforward=relation.ff_dim or embed_size,
                                                dropout=relation.dropout, batch_first=True)
             self.gnn = nn.TransformerEncoder(layer, num_layers=relation.layers, enable_nested_tensor=False)
-            self.adj_model = AdjacencyModel(relation.threshold, relation.topk, relation.sigma, relation.temperature)
+            self.adj_model = AdjacencyModel(relation.threshold, relation.topk, relation.sigma, relation.temperature,
+                                            score_dtype)
 
     def graph_active(self, iteration: int) -> bool:
         return self.relation.enabled and iteration >= self.warmup_iters

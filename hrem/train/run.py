@@ -109,6 +109,22 @@ def record_or_check_args(run_dir: Path, card: Any, config: TrainConfig, extra: d
     write_json_atomic(path, {"card": card_dict, "config": to_dict(config), "git_revision": _git_revision(), **extra})
 
 
+def text_cache_identity(card: Any) -> str:
+    """What a shared text-state cache must have been made by: the text backbone's weights."""
+    from hrem.factory import text_backbone_file
+    from hrem.utils.files import sha256_file
+
+    return sha256_file(text_backbone_file(card))
+
+
+def save_text_cache(model: torch.nn.Module, card: Any, config: TrainConfig) -> None:
+    """Write the run's text-state cache to `config.text_cache_file` when that file does not exist yet."""
+    cache = getattr(model.txt_enc, "feature_cache", None)
+    if config.text_cache_file and cache is not None and not Path(config.text_cache_file).is_file():
+        cache.save(config.text_cache_file, text_cache_identity(card))
+        log.info("text-state cache: %d captions written to %s", len(cache), config.text_cache_file)
+
+
 def build_trainer(card: Any, split: RetrievalSplit, preprocess: Callable | None, tokenizer: TextTokenizer,
                   run_dir: str | Path, config: TrainConfig, device: torch.device,
                   evaluate: Evaluator) -> Trainer:
@@ -118,7 +134,10 @@ def build_trainer(card: Any, split: RetrievalSplit, preprocess: Callable | None,
     criterion = create_criterion(card, device=device)
     if card.text.freeze and config.text_cache_size > 0:
         # a frozen backbone maps a caption to fixed states: compute them once per caption (train + dev)
-        model.txt_enc.enable_feature_cache(config.text_cache_size)
+        cache = model.txt_enc.enable_feature_cache(config.text_cache_size)
+        if config.text_cache_file and Path(config.text_cache_file).is_file():
+            loaded = cache.load(config.text_cache_file, text_cache_identity(card))
+            log.info("text-state cache: %d captions from %s", loaded, config.text_cache_file)
     dataset = CaptionDataset(split, ImageLoader(split, preprocess), config.region_drop_p)
     texts = CaptionAugmenter(tokenizer, config.text_aug_p) if config.text_aug_p > 0 else tokenizer
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -49,3 +49,24 @@ def set_threads(threads: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX): only there does bf16 pay (measured
+    here: bf16 matmul 2.3x fp32 with AVX512-BF16; 0.2x without)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def score_dtype(choice: str, device: Any) -> Any:
+    """The GEMM dtype of the instance relation's word-region scores: 'fp32', 'bf16', or 'auto' = bf16 on a
+    CPU with native bf16, else fp32."""
+    import torch
+
+    if choice == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cpu" and cpu_has_fast_bf16() else torch.float32
+    return resolve_dtype(choice)
