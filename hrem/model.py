@@ -145,14 +145,20 @@ class HREMModel(nn.Module):
         """[B, D] caption embeddings."""
         return self._finish(self.text_fragments(batch).embedding, normalize)
 
-    def forward_train(self, images: ImageBatch, texts: TokenBatch) -> TrainOutputs:
-        """Everything the criterion needs: normalised embeddings and the pre-pool tokens with masks."""
+    def forward_train(self, images: ImageBatch, texts: TokenBatch,
+                      image_index: torch.Tensor | None = None) -> TrainOutputs:
+        """Everything the criterion needs: normalised embeddings and the pre-pool tokens with masks.
+        `image_index` [B] (image-grouped batches): caption j pairs with image image_index[j]; each image
+        is encoded once and its outputs are repeated for its captions."""
         img, cap = self.image_fragments(images), self.text_fragments(texts)
+        if image_index is not None:
+            index = image_index.to(img.embedding.device)
+            img = type(img)(img.embedding[index], img.tokens[index], img.mask[index])
         return TrainOutputs(img_emb=l2norm(img.embedding), cap_emb=l2norm(cap.embedding),
                             img_tokens=img.tokens, img_mask=img.mask, cap_tokens=cap.tokens, cap_mask=cap.mask)
 
-    def forward(self, images: ImageBatch, texts: TokenBatch) -> TrainOutputs:
-        return self.forward_train(images, texts)
+    def forward(self, images: ImageBatch, texts: TokenBatch, image_index: torch.Tensor | None = None) -> TrainOutputs:
+        return self.forward_train(images, texts, image_index)
 
 
 def build_hrem(card: HREMCard, device: torch.device | str = "cpu", dtype: torch.dtype | None = None,

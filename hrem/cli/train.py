@@ -50,6 +50,9 @@ def register(subparsers) -> None:
     p.add_argument("--eval-every", type=int, default=0, help="iterations between dev evaluations; 0 = every epoch")
     p.add_argument("--save-every", type=int, default=0, help="iterations between training states; 0 = every epoch")
     p.add_argument("--log-every", type=int, default=10, help="iterations between metrics.jsonl lines")
+    p.add_argument("--group-images", action="store_true",
+                   help="batches of images with all their captions (batch-size // 5 images, each encoded once per "
+                        "step); hrem option, the reference samples captions")
     p.add_argument("--text-cache", default=None, metavar="FILE",
                    help="share a frozen text backbone's per-caption states across runs: loaded when FILE exists "
                         "(same backbone weights), written at the end of the run otherwise")
@@ -102,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         card, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, precision=precision,
         workers=args.workers, seed=args.seed, log_every=args.log_every, eval_every=args.eval_every,
         save_every=args.save_every, max_iters=args.max_iters, time_budget_min=args.time_budget,
-        decay_fractions=args.decay_fractions, text_cache_file=args.text_cache)
+        decay_fractions=args.decay_fractions, text_cache_file=args.text_cache, group_images=args.group_images)
     seed_everything(args.seed)
     train_split = open_retrieval_split(args.data, "train", args.image_root)
     dev_split = open_retrieval_split(args.data, "dev", args.image_root)

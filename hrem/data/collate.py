@@ -38,12 +38,14 @@ class TrainBatch:
     images: ImageBatch
     texts: TokenBatch
     image_rows: torch.Tensor   # [B] int64; equal values = positive pairs
+    image_index: torch.Tensor | None = None   # [B] caption -> row of `images` (image-grouped batches only)
 
     def __len__(self) -> int:
         return int(self.image_rows.shape[0])
 
     def to(self, device: torch.device | str) -> "TrainBatch":
-        return TrainBatch(self.images.to(device), self.texts.to(device), self.image_rows.to(device))
+        index = None if self.image_index is None else self.image_index.to(device)
+        return TrainBatch(self.images.to(device), self.texts.to(device), self.image_rows.to(device), index)
 
 
 def sort_by_length(tokens: TokenBatch) -> torch.Tensor:
@@ -64,6 +66,21 @@ class TrainCollate:
         images = collate_images([items[i].image for i in order])
         rows = torch.tensor([items[i].image_row for i in order], dtype=torch.long)
         return TrainBatch(images, tokens, rows)
+
+
+class GroupedTrainCollate(TrainCollate):
+    """Image groups (hrem.data.datasets.ImageGroup) -> TrainBatch with each image once and `image_index`
+    mapping every caption (sorted longest first, as TrainCollate) to its image."""
+
+    def __call__(self, items) -> TrainBatch:  # type: ignore[override]
+        captions = [c for item in items for c in item.captions]
+        owner = torch.tensor([g for g, item in enumerate(items) for _ in item.captions], dtype=torch.long)
+        tokens = self.encode_texts(captions)
+        order = sort_by_length(tokens)
+        tokens = TokenBatch(tokens.input_ids[order], tokens.attention_mask[order])
+        rows = torch.tensor([item.image_row for item in items], dtype=torch.long)
+        index = owner[order]
+        return TrainBatch(collate_images([item.image for item in items]), tokens, rows[index], index)
 
 
 def collate_image_rows(items: Sequence[tuple[torch.Tensor, int]]) -> tuple[ImageBatch, torch.Tensor]:

@@ -134,6 +134,38 @@ class CaptionDataset(Dataset):
         return CaptionItem(image, self.split.captions[index], row)
 
 
+@dataclass(frozen=True)
+class ImageGroup:
+    image: torch.Tensor
+    captions: list[str]
+    image_row: int
+
+
+class ImageGroupDataset(Dataset):
+    """Image-grouped training (an hrem option, not the reference): items are images with all their
+    captions, so a batch of `batch_size` captions holds batch_size // captions-per-image images, each
+    encoded once per step. The reference samples captions; its images repeat only by chance."""
+
+    def __init__(self, split: RetrievalSplit, load_image: ImageLoader, batch_size: int,
+                 region_drop_p: float = 0.0) -> None:
+        self.split, self.load_image = split, load_image
+        self.region_drop_p = region_drop_p if split.format != "images" else 0.0
+        self.captions: list[list[str]] = [[] for _ in range(split.num_images)]
+        for text, row in zip(split.captions, split.caption_image.tolist()):
+            self.captions[row].append(text)
+        per_image = max(len(c) for c in self.captions)
+        self.items_per_batch = max(2, batch_size // per_image)   # the training loop's sampler batch
+
+    def __len__(self) -> int:
+        return self.split.num_images
+
+    def __getitem__(self, row: int) -> ImageGroup:
+        image = self.load_image(row)
+        if self.region_drop_p > 0:
+            image = drop_regions(image, self.region_drop_p)
+        return ImageGroup(image, self.captions[row], row)
+
+
 class ImageDataset(Dataset):
     """Unique images of a split, for encoding each image once."""
 

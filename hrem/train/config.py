@@ -37,6 +37,8 @@ class TrainConfig:
     time_budget_min: float | None = None
     backbone_prefixes: tuple[str, ...] = ("txt_enc.bert.",)
     text_cache_size: int = 100_000           # captions whose frozen-backbone states are reused; 0 = off
+    group_images: bool = False               # batches of images with all their captions (each image encoded
+                                             # once per step; hrem option, the reference samples captions)
     text_cache_file: str | None = None       # share those states across runs: loaded when present, written
                                              # at the end of a run when absent (hrem.encoders.feature_cache)
 

@@ -51,7 +51,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.position = LoopPosition()
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
-        self.steps_per_epoch = steps_per_epoch(len(dataset), config.batch_size)
+        # a dataset of image groups (hrem.data.datasets.ImageGroupDataset) batches fewer items of 5 captions
+        self.sampler_batch = int(getattr(dataset, "items_per_batch", config.batch_size))
+        self.steps_per_epoch = steps_per_epoch(len(dataset), self.sampler_batch)
         self._session_start = time.perf_counter()
         self._seconds_before = 0.0
 
@@ -106,7 +108,7 @@ class Trainer:
         set_epoch_lr(self.optimizer, self.position.epoch, self.config, fraction)
 
     def _epoch_loader(self) -> DataLoader:
-        sampler = EpochBatchSampler(len(self.dataset), self.config.batch_size, self.config.seed,
+        sampler = EpochBatchSampler(len(self.dataset), self.sampler_batch, self.config.seed,
                                     self.position.epoch, skip=self.position.step_in_epoch)
         return DataLoader(self.dataset, batch_sampler=sampler, collate_fn=self.collate,
                           num_workers=self.config.workers, persistent_workers=False)
@@ -155,7 +157,7 @@ class Trainer:
         """The forward pass and the criterion's loss terms ("loss" = the total); subclasses override this."""
         batch = batch.to(self.device)
         with autocast(self.device, self.config.precision):
-            out = self.model.forward_train(batch.images, batch.texts)
+            out = self.model.forward_train(batch.images, batch.texts, batch.image_index)
             return self.criterion(out, batch.image_rows, self.position.iteration)
 
     def _step(self, batch) -> dict[str, float] | None:

@@ -16,8 +16,8 @@ import torch
 from hrem.checkpoint import save_run
 from hrem.config.base import to_dict
 from hrem.data.augment import CaptionAugmenter
-from hrem.data.collate import TrainCollate
-from hrem.data.datasets import CaptionDataset, ImageLoader, RetrievalSplit
+from hrem.data.collate import GroupedTrainCollate, TrainCollate
+from hrem.data.datasets import CaptionDataset, ImageGroupDataset, ImageLoader, RetrievalSplit
 from hrem.data.tokenize import TextTokenizer
 from hrem.factory import create_criterion, create_model
 from hrem.train.config import TrainConfig
@@ -138,11 +138,16 @@ def build_trainer(card: Any, split: RetrievalSplit, preprocess: Callable | None,
         if config.text_cache_file and Path(config.text_cache_file).is_file():
             loaded = cache.load(config.text_cache_file, text_cache_identity(card))
             log.info("text-state cache: %d captions from %s", loaded, config.text_cache_file)
-    dataset = CaptionDataset(split, ImageLoader(split, preprocess), config.region_drop_p)
     texts = CaptionAugmenter(tokenizer, config.text_aug_p) if config.text_aug_p > 0 else tokenizer
+    if config.group_images:
+        dataset = ImageGroupDataset(split, ImageLoader(split, preprocess), config.batch_size, config.region_drop_p)
+        collate = GroupedTrainCollate(texts)
+    else:
+        dataset = CaptionDataset(split, ImageLoader(split, preprocess), config.region_drop_p)
+        collate = TrainCollate(texts)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training card '%s' on %s (%s format): %d captions of %d images; %d trainable parameters (+%d in "
              "the criterion)", card.name, split.source, split.format, len(split.captions), split.num_images,
              n_train, sum(p.numel() for p in criterion.parameters()))
-    return Trainer(model, criterion, dataset, TrainCollate(texts), config, device, run_dir, evaluate,
+    return Trainer(model, criterion, dataset, collate, config, device, run_dir, evaluate,
                    BestSaver(Path(run_dir), card))
