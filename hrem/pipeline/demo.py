@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 DEMO_MODEL = ASSETS_DIR / "demo-retrieval"
 DEMO_OUT = Path("hrem-out/demo")
-EXAMPLE_QUERIES = ("a red circle left of a blue square", "two green triangles")
+# An attribute combination, a relation and a count, each true of 17-69 test images (so a top 5 can be right);
+# picked from the test split's scene graphs before the model was trained, not from its results.
+EXAMPLE_QUERIES = ("a small yellow star", "a red shape left of a yellow shape", "two red shapes")
 
 
 def _read_modality(emb: Path, modality: str) -> tuple[np.ndarray, np.ndarray, pa.Table]:
@@ -49,7 +51,10 @@ def exact_and_ann(emb: Path, index_root: Path) -> tuple[dict, dict]:
     return exact, ann
 
 
-def print_examples(index_root: Path, emb: Path, queries=EXAMPLE_QUERIES, k: int = 5) -> None:
+def print_examples(index_root: Path, emb: Path, data: Path | None = None, queries=EXAMPLE_QUERIES,
+                   k: int = 5) -> None:
+    """Top-k images per query with two of their captions; on a ShapesRef folder also whether each image
+    really satisfies the query (hrem.eval.shapes_truth, from the scene graphs, independent of the model)."""
     from hrem.pipeline.search import Searcher
 
     searcher = Searcher.load(index_root)
@@ -58,11 +63,37 @@ def print_examples(index_root: Path, emb: Path, queries=EXAMPLE_QUERIES, k: int 
     for row in captions:
         by_image.setdefault(int(row["image_id"]), []).append(row["key"])
     for query, hits in zip(queries, searcher.search_text(list(queries), k=k)):
-        print(f"\nquery: {query!r}")
+        truth = query_truth(data, query, [hit.id for hit in hits]) if data else None
+        verdict = f"  -- {sum(truth)}/{len(truth)} satisfy the query" if truth is not None else ""
+        print(f"\nquery: {query!r}{verdict}")
         for rank, hit in enumerate(hits, 1):
-            print(f"  {rank}. {hit.key}  (id {hit.id}, score {hit.score:.3f})")
+            mark = "" if truth is None else ("  [yes]" if truth[rank - 1] else "  [no]")
+            print(f"  {rank}. {hit.key}  (id {hit.id}, score {hit.score:.3f}){mark}")
             for caption in by_image.get(hit.id, [])[:2]:
                 print(f"       - {caption}")
+
+
+def query_truth(data: Path, query: str, image_ids: list[int]) -> list[bool] | None:
+    """Whether each image (by imgid) of a ShapesRef test split satisfies the query; None when the folder is
+    not ShapesRef or the query is outside the caption grammar."""
+    import json
+
+    from hrem.eval.shapes_grammar import CaptionParseError, Vocabulary, parse_caption
+    from hrem.eval.shapes_truth import truth_matrix
+
+    meta, scenes_file = data / "shapesref.json", data / "scenes" / "test.json"
+    if not (meta.is_file() and scenes_file.is_file()):
+        return None
+    try:
+        facts = parse_caption(query, Vocabulary.from_metadata(json.loads(meta.read_text(encoding="utf-8"))))
+    except CaptionParseError:
+        return None
+    scenes = json.loads(scenes_file.read_text(encoding="utf-8"))
+    by_id = {s["imgid"]: s for s in scenes["images"]}
+    chosen = [by_id[i] for i in image_ids if i in by_id]
+    if len(chosen) != len(image_ids):
+        return None
+    return truth_matrix([facts], chosen, int(scenes["size"]))[0].tolist()
 
 
 def ground_examples(index_root: Path, overlay_dir: Path, queries=EXAMPLE_QUERIES, k: int = 3) -> None:
@@ -109,7 +140,7 @@ def run_demo(out: str | Path = DEMO_OUT, model_dir: str | Path = DEMO_MODEL, dat
     exact, ann = exact_and_ann(out / "emb", out / "index")
     print(f"\nShapesRef test split, {exact['n_images']} images / {exact['n_captions']} captions (R@K in %):")
     print("\n".join(side_by_side(exact, ann)))
-    print_examples(out / "index", out / "emb")
+    print_examples(out / "index", out / "emb", data)
     ground_examples(out / "index", out / "overlays")
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; outputs under {out}/")
     return 0
