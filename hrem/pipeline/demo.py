@@ -104,14 +104,20 @@ def ground_examples(index_root: Path, overlay_dir: Path, queries=EXAMPLE_QUERIES
     if not (DEMO_GROUNDING_DIR / "model.safetensors").is_file():
         print(f"\ngrounding skipped: no demo grounding model in {DEMO_GROUNDING_DIR}")
         return
+    from hrem.pipeline.overlay import write_grid
+
     searcher = Searcher.load(index_root)
+    for stale in overlay_dir.glob("q*-r*.png") if overlay_dir.is_dir() else ():   # a previous run's results
+        stale.unlink()
     for query, hits in zip(queries, searcher.search_text(list(queries), k=k, visualize=overlay_dir)):
         print(f"\ngrounded: {query!r}")
         for rank, hit in enumerate(hits, 1):
             g = hit.grounding
             box = ", ".join(f"{v:.0f}" for v in g.box)
             print(f"  {rank}. {hit.key}  box [{box}]  score {g.score:.3f}  mask {int(g.mask.sum())} px")
-    print(f"\ngrounding overlays (box, mask, query, score): {overlay_dir}/")
+    rows = [sorted(overlay_dir.glob(f"q{q}-r*.png")) for q in range(1, len(queries) + 1)]
+    sheet = write_grid(overlay_dir / "summary.png", rows)
+    print(f"\ngrounding overlays (box, mask, query, score): {overlay_dir}/ (all of them: {sheet})")
 
 
 def run_demo(out: str | Path = DEMO_OUT, model_dir: str | Path = DEMO_MODEL, data_dir: str | Path | None = None,

@@ -71,3 +71,22 @@ def write_overlay(path: str | Path, image: Any, box: Any, score: float, mask: np
     with atomic_path(path) as tmp:
         render_overlay(image, box, score, mask, text).save(tmp, format="PNG")
     return path
+
+
+def write_grid(path: str | Path, rows: list[list[Path]], gap: int = 8) -> Path:
+    """One PNG of overlay images laid out in rows (e.g. one row per query, its top-k results), scaled to
+    a common cell size."""
+    cells = [[Image.open(p).convert("RGB") for p in row] for row in rows if row]
+    if not cells:
+        raise ValueError("overlay grid: expected at least one image, found none")
+    width = max(im.width for row in cells for im in row)
+    height = max(im.height for row in cells for im in row)
+    columns = max(len(row) for row in cells)
+    sheet = Image.new("RGB", (columns * (width + gap) + gap, len(cells) * (height + gap) + gap), (255, 255, 255))
+    for r, row in enumerate(cells):
+        for c, im in enumerate(row):
+            sheet.paste(im, (gap + c * (width + gap), gap + r * (height + gap)))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
+    return path
