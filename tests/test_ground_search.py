@@ -79,6 +79,9 @@ def test_demo_ends_by_grounding_its_queries(corpus, tmp_path, capsys):
     assert (DEMO_GROUNDING_DIR / "model.safetensors").is_file(), "the shipped demo grounding model is missing"
     ground_examples(corpus["index"], tmp_path / "overlays", k=2)
     out = capsys.readouterr().out
-    assert all(f"grounded: {q!r}" in out for q in EXAMPLE_QUERIES) and out.count("box [") == 4
+    expected = 2 * len(EXAMPLE_QUERIES)
+    assert all(f"grounded: {q!r}" in out for q in EXAMPLE_QUERIES) and out.count("box [") == expected
     assert f"grounding overlays (box, mask, query, score): {tmp_path / 'overlays'}/" in out
-    assert len(list((tmp_path / "overlays").glob("*.png"))) == 4
+    # one overlay per grounded image plus the summary sheet
+    overlays = sorted(p.name for p in (tmp_path / "overlays").glob("*.png"))
+    assert len(overlays) == expected + 1 and "summary.png" in overlays, overlays
