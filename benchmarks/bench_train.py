@@ -40,31 +40,22 @@ VARIANTS = {"mean pooling": {"head.pooling": "mean", "head.fragment_relation": F
             "full HREM": {}}
 
 
-def batches(data: str, count: int, batch: int = 128):
-    from hrem.data.collate import TrainCollate
-    from hrem.data.datasets import CaptionDataset, ImageLoader, open_retrieval_split
+def batches(data: str, count: int, batch: int = 128, grouped: bool = False):
+    """`count` training batches of the demo card: `batch` sampled captions, or with `grouped` the
+    `--group-images` batches (batch // 5 images, each with all its captions, each image encoded once)."""
+    from hrem.data.collate import GroupedTrainCollate, TrainCollate
+    from hrem.data.datasets import CaptionDataset, ImageGroupDataset, ImageLoader, open_retrieval_split
     from hrem.factory import create_tokenizer, load_card
 
     split = open_retrieval_split(data, "train")
-    dataset = CaptionDataset(split, ImageLoader(split, None), 0.2)
-    collate = TrainCollate(create_tokenizer(load_card("demo")))
+    tokenizer = create_tokenizer(load_card("demo"))
+    if grouped:
+        dataset = ImageGroupDataset(split, ImageLoader(split, None), batch, 0.2)
+        collate, size = GroupedTrainCollate(tokenizer), dataset.items_per_batch
+    else:
+        dataset, collate, size = CaptionDataset(split, ImageLoader(split, None), 0.2), TrainCollate(tokenizer), batch
     g = torch.Generator().manual_seed(0)
-    return [collate([dataset[int(i)] for i in torch.randperm(len(dataset), generator=g)[:batch]]) for _ in range(count)]
-
-
-def grouped_batches(data: str, count: int, batch: int = 128):
-    """`--group-images` batches: batch // 5 images, each with all its captions (each image encoded once)."""
-    from hrem.data.collate import GroupedTrainCollate
-    from hrem.data.datasets import ImageGroupDataset, ImageLoader, open_retrieval_split
-    from hrem.factory import create_tokenizer, load_card
-
-    split = open_retrieval_split(data, "train")
-    dataset = ImageGroupDataset(split, ImageLoader(split, None), batch, 0.2)
-    collate = GroupedTrainCollate(create_tokenizer(load_card("demo")))
-    g = torch.Generator().manual_seed(0)
-    per_batch = dataset.items_per_batch
-    return [collate([dataset[int(i)] for i in torch.randperm(len(dataset), generator=g)[:per_batch]])
-            for _ in range(count)]
+    return [collate([dataset[int(i)] for i in torch.randperm(len(dataset), generator=g)[:size]]) for _ in range(count)]
 
 
 def time_steps(step, data, steps: int) -> float:
@@ -165,7 +156,7 @@ def main() -> None:
 
     print(f"threads {args.threads}; fp32 matmul peak {matmul_gflops():.1f} GFLOP/s; native bf16: {cpu_has_fast_bf16()}")
     data = batches(args.data, 3 + args.steps)
-    grouped = grouped_batches(args.data, 3 + args.steps)
+    grouped = batches(args.data, 3 + args.steps, grouped=True)
     shape = f"{tuple(data[0].images.regions.shape)} regions, {tuple(data[0].texts.input_ids.shape)} tokens"
     print(f"batch: {shape}")
     rows = []

@@ -38,7 +38,9 @@ class BagModel(nn.Module):
         emb = self.txt_enc.linear(words.sum(1) / mask.sum(1, keepdim=True))
         return nn.functional.normalize(emb, dim=-1) if normalize else emb
 
-    def forward_train(self, images, texts):
+    def forward_train(self, images, texts, image_index=None):
+        if image_index is not None:
+            raise NotImplementedError("the stand-in model takes caption-sampled batches only")
         return SimpleNamespace(img_emb=self.encode_image(images), cap_emb=self.encode_text(texts))
 
 

@@ -157,8 +157,7 @@ class Trainer:
         """The forward pass and the criterion's loss terms ("loss" = the total); subclasses override this."""
         batch = batch.to(self.device)
         with autocast(self.device, self.config.precision):
-            grouped = {} if getattr(batch, "image_index", None) is None else {"image_index": batch.image_index}
-            out = self.model.forward_train(batch.images, batch.texts, **grouped)
+            out = self.model.forward_train(batch.images, batch.texts, batch.image_index)
             return self.criterion(out, batch.image_rows, self.position.iteration)
 
     def _step(self, batch) -> dict[str, float] | None:
