@@ -12,6 +12,14 @@ run -- the QPS of calling `Searcher.search_text` directly in-process (no HTTP), 
 
 Exit status 1 if any valid request got a 5xx or no answer, any malformed one got a 5xx or a 2xx where a 4xx
 belongs, or the server does not answer /healthz and a search afterwards.
+
+    python benchmarks/bench_serve.py --reliability            # idle-connection and slow-client runs instead
+
+Reliability runs (loopback, bounded by --hold-seconds each): a baseline with nobody else connected, then while
+--idle sockets that never send a byte are held open (reopened when the server closes them), then while --slow
+clients send a request head one byte per second (reopened likewise). In each: /healthz probed on a fresh
+connection every 0.1 s, and --concurrency keep-alive clients searching; reported are latencies, QPS, status
+counts and the ratios to the baseline. Exit status 1 if a probe or a search failed or took over 2 s.
 """
 from __future__ import annotations
 
@@ -165,6 +173,132 @@ def still_answers(url: str) -> list[str]:
     return [] if search.status_code == 200 and healthy["status"] == "ok" else ["server unhealthy after the load"]
 
 
+class Holders:
+    """`n` hostile connections kept open for the whole phase: idle (never send) or slow (one byte per second).
+    A connection the server closes is reopened after a pause, so the pressure stays on."""
+
+    HEAD = b"GET /api/search?q=red HTTP/1.1\r\nHost: x\r\nUser-Agent: " + b"s" * 500
+
+    def __init__(self, port: int, n: int, slow: bool) -> None:
+        self.port, self.n, self.slow = port, n, slow
+        self.opened = self.closed_by_server = self.answered_408 = 0
+        self.stop = asyncio.Event()
+
+    async def _one(self) -> None:
+        while not self.stop.is_set():
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            except OSError:
+                await asyncio.sleep(0.2)
+                continue
+            self.opened += 1
+            await self._hold(reader, writer)
+            writer.close()
+            await asyncio.sleep(0.1)   # reconnect pause: pressure without a busy loop on the bench side
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for i in range(len(self.HEAD) if self.slow else 1 << 30):
+            if self.slow:
+                writer.write(self.HEAD[i:i + 1])
+            try:
+                data = await asyncio.wait_for(reader.read(4096), 1.0)
+            except asyncio.TimeoutError:
+                if self.stop.is_set():
+                    return
+                continue
+            except OSError:
+                data = b""
+            self.answered_408 += data.startswith(b"HTTP/1.1 408")
+            self.closed_by_server += 1
+            return
+
+    def start(self) -> list[asyncio.Task]:
+        return [asyncio.create_task(self._one()) for _ in range(self.n)]
+
+
+async def probe_health(url: str, until: float) -> list[tuple[int, float]]:
+    """(status, seconds) of /healthz on a fresh connection every 0.1 s; status 0 = no answer."""
+    out = []
+    fresh = httpx.Limits(max_keepalive_connections=0)   # a new connection per probe: what a lock-out blocks
+    async with httpx.AsyncClient(timeout=5, limits=fresh) as client:
+        while time.monotonic() < until:
+            started = time.perf_counter()
+            try:
+                status = (await client.get(url + "/healthz")).status_code
+            except httpx.HTTPError:
+                status = 0
+            out.append((status, time.perf_counter() - started))
+            await asyncio.sleep(0.1)
+    return out
+
+
+async def search_load(url: str, until: float, concurrency: int) -> list[tuple[int, float]]:
+    texts = queries(5000, seed=2)
+    out: list[tuple[int, float]] = []
+
+    async def worker(client: httpx.AsyncClient, offset: int) -> None:
+        i = offset
+        while time.monotonic() < until:
+            started = time.perf_counter()
+            try:
+                status = (await client.get("/api/search", params={"q": texts[i % len(texts)], "k": 10})).status_code
+            except httpx.HTTPError:
+                status = 0
+            out.append((status, time.perf_counter() - started))
+            i += concurrency
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+        await asyncio.gather(*(worker(client, j) for j in range(concurrency)))
+    return out
+
+
+async def phase(url: str, port: int, seconds: float, concurrency: int, idle: int, slow: int) -> dict:
+    holders = Holders(port, idle or slow, slow=bool(slow))
+    tasks = holders.start() if holders.n else []
+    await asyncio.sleep(min(2.0, seconds / 4))   # let them connect (and the server start closing them)
+    until = time.monotonic() + seconds
+    started = time.perf_counter()
+    health, searches = await asyncio.gather(probe_health(url, until), search_load(url, until, concurrency))
+    wall = time.perf_counter() - started
+    holders.stop.set()
+    await asyncio.gather(*tasks)
+    return {"health": health, "searches": searches, "wall": wall, "holders": holders}
+
+
+def summarize(name: str, result: dict, base: dict | None) -> tuple[dict, list[str]]:
+    health_ms = np.array([t for _, t in result["health"]]) * 1000
+    search_ms = np.array([t for _, t in result["searches"]]) * 1000
+    figures = {"health_p50": np.percentile(health_ms, 50), "health_max": health_ms.max(),
+               "search_p50": np.percentile(search_ms, 50), "search_p99": np.percentile(search_ms, 99),
+               "qps": len(search_ms) / result["wall"]}
+    h = result["holders"]
+    print(f"[{name}] held {h.n}: opened {h.opened}, closed by the server {h.closed_by_server} "
+          f"(408: {h.answered_408})")
+    print(f"[{name}] /healthz: {len(health_ms)} probes, status {dict(Counter(s for s, _ in result['health']))}, "
+          f"p50 {figures['health_p50']:.1f} ms, max {figures['health_max']:.1f} ms")
+    print(f"[{name}] search: {len(search_ms)} in {result['wall']:.1f} s = {figures['qps']:.1f} QPS, "
+          f"p50 {figures['search_p50']:.1f} ms, p99 {figures['search_p99']:.1f} ms, "
+          f"status {dict(Counter(s for s, _ in result['searches']))}")
+    if base:
+        print(f"[{name}] vs baseline: QPS x{figures['qps'] / base['qps']:.2f}, search p50 "
+              f"x{figures['search_p50'] / base['search_p50']:.2f}, health p50 "
+              f"x{figures['health_p50'] / base['health_p50']:.2f}")
+    failed = [s for s, t in result["health"] + result["searches"] if s != 200 or t > 2.0]
+    return figures, [f"{name}: {len(failed)} probe(s)/search(es) failed or took over 2 s"] if failed else []
+
+
+def reliability(url: str, port: int, args: argparse.Namespace) -> list[str]:
+    problems: list[str] = []
+    base = None
+    runs = [("baseline", 0, 0)] + [(f"{n} idle", n, 0) for n in args.idle] + [(f"{n} slow", 0, n) for n in args.slow]
+    for name, idle, slow in runs:
+        result = asyncio.run(phase(url, port, args.hold_seconds, args.concurrency, idle, slow))
+        figures, failed = summarize(name, result, base)
+        base = base or figures
+        problems += failed
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", default=None, help="index dir (default: hrem-out/demo/index if built, else a "
@@ -174,6 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workers", type=int, default=1, help="server model threads")
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--reliability", action="store_true", help="idle-connection and slow-client runs")
+    parser.add_argument("--idle", type=int, nargs="+", default=[200, 300],
+                        help="idle connections held, one run per number (the server's cap is 256)")
+    parser.add_argument("--slow", type=int, nargs="+", default=[50], help="slow clients held, one run per number")
+    parser.add_argument("--hold-seconds", type=float, default=10.0, help="length of each reliability phase")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -192,9 +331,12 @@ def main(argv: list[str] | None = None) -> int:
         server = start_server(index, args.port, args.workers)
         try:
             wait_ready(url, server)
-            started = time.perf_counter()
-            results = asyncio.run(fire(url, jobs, args.concurrency))
-            problems = report(results, time.perf_counter() - started, baseline) + still_answers(url)
+            if args.reliability:
+                problems = reliability(url, args.port, args) + still_answers(url)
+            else:
+                started = time.perf_counter()
+                results = asyncio.run(fire(url, jobs, args.concurrency))
+                problems = report(results, time.perf_counter() - started, baseline) + still_answers(url)
         finally:
             server.terminate()
             server.wait(timeout=20)

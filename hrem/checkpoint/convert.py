@@ -19,8 +19,13 @@ official code hard-codes bert-base-uncased), whose hidden size must match the ch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import pickle
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -173,10 +178,14 @@ def _check_text_width(text_state: dict[str, torch.Tensor], text_dir: Path) -> No
 
 
 def convert_checkpoint(src: str | Path, out_dir: str | Path, text_model: str, card_name: str | None = None,
-                       fmt: str = "auto") -> str:
-    """Convert `src` into the run directory `out_dir`; returns the model fingerprint."""
+                       fmt: str = "auto", overwrite: bool = False) -> str:
+    """Convert `src` into the run directory `out_dir`; returns the model fingerprint. An existing non-empty
+    `out_dir` is refused unless `overwrite`; then it is replaced as a whole (no old file stays beside the
+    new weights)."""
     if fmt not in FORMATS:
         raise ValueError(f"format: expected one of {FORMATS}, found {fmt!r}")
+    out_dir = Path(out_dir)
+    _check_output(out_dir, overwrite)
     ckpt = read_official(src)
     image_state, text_state = (strip_module_prefix(sd) for sd in ckpt["model"])
     fmt = detect_format(image_state) if fmt == "auto" else fmt
@@ -190,7 +199,9 @@ def convert_checkpoint(src: str | Path, out_dir: str | Path, text_model: str, ca
     load_weights(model, card, state)
     info = {"source": str(Path(src).resolve()), "source_sha256": sha256_file(src), "format": fmt,
             "dropped_keys": dropped, **{k: _plain(ckpt.get(k)) for k in ("epoch", "best_rsum", "Eiters")}}
-    fingerprint = save_run(out_dir, model, card, extra_files={"conversion.json": info}, store_text_backbone=True)
+    with staged_dir(out_dir) as staging:
+        fingerprint = save_run(staging, model, card, extra_files={"conversion.json": info},
+                               store_text_backbone=True)
     log.info("converted %s (%s, %d tensors, dropped %d) -> %s", src, fmt, len(state), len(dropped), out_dir)
     return fingerprint
 
@@ -199,3 +210,32 @@ def _plain(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else value.tolist()
     return value if isinstance(value, (int, float, str, type(None))) else str(value)
+
+
+def _check_output(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: expected a run directory to write, found a file")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ValueError(f"{out_dir}: expected a new or empty run directory, found existing files "
+                         f"({', '.join(sorted(p.name for p in out_dir.iterdir())[:5])}); pass --overwrite to "
+                         f"replace it")
+
+
+@contextlib.contextmanager
+def staged_dir(out_dir: Path) -> Iterator[Path]:
+    """Yield a staging folder beside `out_dir`; on success it replaces `out_dir` by renames, so a reader
+    sees the old folder or the new one, and a crash leaves at most a hidden staging/old folder."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
+    try:
+        yield staging
+        old = None
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old / out_dir.name)
+        os.replace(staging, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -51,7 +51,32 @@ def run_fingerprint(run_dir: str | Path) -> str:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; a run directory holds {CONFIG_FILE} and {WEIGHTS_FILE}")
     card = card_from_dict(load_json(config), str(config))
+    check_safetensors(weights)
     return model_fingerprint(card_sha256(card), sha256_file(weights))
+
+
+def check_safetensors(path: Path) -> None:
+    """Refuse a truncated or corrupt safetensors file by name (the safetensors library raises a bare
+    "invalid header" / "incomplete metadata" without the path): header length, JSON header, and tensor
+    data ending exactly at the end of the file."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if length < 2 or 8 + length > size:
+            raise ValueError(f"{path}: truncated or not a safetensors file (header of {length} bytes, file of "
+                             f"{size} bytes); re-save or re-download the weights")
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path}: corrupt safetensors header ({exc}); re-save or re-download the weights") \
+                from None
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)
+            and isinstance(v.get("data_offsets"), list) and len(v["data_offsets"]) == 2]
+    expected = 8 + length + max(ends, default=0)
+    if expected != size:
+        raise ValueError(f"{path}: truncated or corrupt safetensors file: expected {expected} bytes from its "
+                         f"header, found {size}; re-save or re-download the weights")
 
 
 def _references_text_backbone(card: Any, store_text_backbone: bool | None) -> bool:

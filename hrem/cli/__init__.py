@@ -7,6 +7,7 @@ Each module in COMMAND_MODULES defines `register(subparsers)`, which adds its pa
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -69,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         # User-facing errors carry their own explanation; the traceback is for --log-level DEBUG.
         log.debug("error detail", exc_info=True)
         print(f"hrem {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # after FileNotFoundError (an OSError too)
+        if exc.errno != errno.ENOSPC:
+            raise
+        # a full disk is the user's to fix, not a bug: one line naming where, no traceback
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"hrem {args.command}: error: disk full{where} (no space left on device); free space and re-run",
+              file=sys.stderr)
         return 1
 
 

@@ -21,12 +21,15 @@ def register(subparsers) -> None:
     p.add_argument("--card-name", default=None,
                    help="name stored in the card (default hrem-converted / vse-infty-converted)")
     p.add_argument("--format", default="auto", choices=("auto", "hrem", "vse_infty"), help="checkpoint family")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty --out folder as a whole (no old files are kept)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from hrem.checkpoint.convert import convert_checkpoint
 
-    fingerprint = convert_checkpoint(args.src, args.out, args.text_model, args.card_name, args.format)
+    fingerprint = convert_checkpoint(args.src, args.out, args.text_model, args.card_name, args.format,
+                                     overwrite=args.overwrite)
     print(f"wrote {args.out} (model fingerprint {fingerprint})")
     return 0

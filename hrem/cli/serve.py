@@ -42,8 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per model call before 504")
     parser.add_argument("--workers", type=int, default=1, help="threads running model calls")
     parser.add_argument("--queue", type=int, default=32, help="model calls that may wait; beyond -> 503")
-    parser.add_argument("--max-connections", type=int, default=256, help="open connections before uvicorn "
-                                                                         "answers 503")
+    parser.add_argument("--max-connections", type=int, default=256,
+                        help="open connections (beyond, the longest-idle ones are closed) and requests in progress "
+                             "(beyond, 503; /healthz exempt)")
+    parser.add_argument("--read-timeout", type=float, default=5.0,
+                        help="seconds a client has to send a whole request (also: idle keep-alive, stalled reads)")
     parser.set_defaults(func=run)
 
 
@@ -87,8 +90,9 @@ def create_app(index_dir: str | Path, grounding_run: str | Path | None = None, l
                          f"(build one with `hrem index --modality images`)")
     images = searcher.indices["images"]
     ground = grounding_function(Path(grounding_run), torch.device(device)) if grounding_run else None
-    info = {"index": str(index_dir), "images": int(images.info.ntotal), "dim": int(images.dim),
-            "factory": images.info.factory, "grounding_run": str(grounding_run) if grounding_run else None}
+    # Folder names only: /healthz is public and absolute paths tell a visitor about the machine.
+    info = {"index": Path(index_dir).name, "images": int(images.info.ntotal), "dim": int(images.dim),
+            "factory": images.info.factory, "grounding_run": Path(grounding_run).name if grounding_run else None}
     backend = Backend(search_function(searcher), images.emb_dir, ground,
                       Path(corpus_root) if corpus_root else None, info)
     return build_app(backend, limits)
@@ -106,19 +110,18 @@ def _resolve_index(index: str | None) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from hrem.serve.limits import ServeLimits
+    from hrem.serve.server import build_server
     from hrem.utils.device import resolve_device
 
     limits = ServeLimits(max_k=args.max_k, default_k=min(20, args.max_k), max_query_chars=args.max_query_chars,
-                         timeout_s=args.timeout, workers=args.workers, queue=args.queue)
+                         timeout_s=args.timeout, workers=args.workers, queue=args.queue,
+                         read_timeout_s=args.read_timeout, max_connections=args.max_connections)
     grounding = None if args.grounding == "none" else (args.grounding or default_grounding_run())
     if grounding is None:
         log.warning("no grounding model: results are served without box/mask (pass --grounding RUN)")
     app = create_app(_resolve_index(args.index), grounding, limits, args.model, args.corpus_root,
                      resolve_device(args.device), args.mmap)
     log.info("serving on http://%s:%d/", args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_keep_alive=5,
-                limit_concurrency=args.max_connections, h11_max_incomplete_event_size=16 * 1024)
+    build_server(app, args.host, args.port, limits).run()
     return 0

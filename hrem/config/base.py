@@ -13,6 +13,8 @@ import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from hrem.config.ranges import range_errors
+
 T = TypeVar("T")
 
 
@@ -88,6 +90,10 @@ def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
             continue
         kwargs[name] = _coerce(data[name], hints[name], f"{where}.{name}")
     obj = cls(**kwargs)
+    out_of_range = range_errors(obj)
+    if out_of_range:
+        raise ConfigError(f"{where}.{out_of_range[0]}" + (f" (and {len(out_of_range) - 1} more)"
+                                                           if len(out_of_range) > 1 else ""))
     validate = getattr(obj, "validate", None)
     if callable(validate):
         try:

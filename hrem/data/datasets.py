@@ -23,6 +23,7 @@ from hrem.data.augment import drop_regions
 from hrem.data.readers.common import check_files_exist
 from hrem.data.sources import FEATURE_FILES, FEATURE_ROWS, Source, detect_input, open_sources
 from hrem.data.sources.folders import karpathy_json
+from hrem.utils.images import load_image_file
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,7 @@ class ImageLoader:
             return torch.from_numpy(np.array(self.split.features[row], dtype=np.float32))
         if self.split.format == "feature_files":
             return torch.from_numpy(np.asarray(np.load(self.split.image_files[row]), dtype=np.float32))
-        from PIL import Image
-
-        with Image.open(self.split.image_files[row]) as image:
-            return self.preprocess(image.convert("RGB"))
+        return self.preprocess(load_image_file(self.split.image_files[row]))  # pixel budget, then decode
 
 
 @dataclass(frozen=True)

@@ -12,17 +12,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hrem.utils.images import load_image_file
+
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
 
 def load_rgb(image: ImageLike) -> Image.Image:
     """A PIL RGB image from a path, a PIL image or an HxW / HxWx3 / HxWx4 uint8 array."""
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such image file")
-        with Image.open(path) as img:
-            return img.convert("RGB")
+        return load_image_file(image)  # header-checked against the pixel budget before decoding
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim not in (2, 3):
             raise ValueError(f"image array: expected uint8 HxW or HxWxC, found {image.dtype} {image.shape}")

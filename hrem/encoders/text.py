@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from hrem.encoders.feature_cache import FrozenFeatureCache
+from hrem.encoders.length_chunks import run_length_chunked
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def build_hf_encoder(model_dir: str | Path, pretrained: bool = True,
 
 
 class HFTextBackbone(nn.Module):
-    """Token features [B, L, hidden] from a Hugging Face encoder; padding positions are left as computed.
+    """Token features [B, L, hidden] from a Hugging Face encoder; padding positions are zeros when the batch
+    is run in length chunks (hrem.encoders.length_chunks), as computed otherwise; every consumer masks them.
 
     The wrapped model is kept as `self.bert` so state-dict keys read `bert.embeddings...`, the layout of
     HREM's official checkpoints.
@@ -72,6 +74,9 @@ class HFTextBackbone(nn.Module):
         return self.feature_cache
 
     def _backbone_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return run_length_chunked(self._bert_states, input_ids, attention_mask)
+
+    def _bert_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ from hrem.data.tokenize import TextTokenizer
 from hrem.eval.grounding_accumulator import GroundingAccumulator
 from hrem.eval.rle import rle_encode
 from hrem.grounding import GroundingModel, build_mcn_tokenizer, letterbox_image
+from hrem.utils.images import load_image_file
 from hrem.utils.paths import ASSETS_DIR
 from hrem.vision.letterbox import SampleLetterbox
 
@@ -60,11 +61,7 @@ def _open_rgb(image: Any) -> Image.Image:
         return image.convert("RGB")
     if isinstance(image, np.ndarray):
         return Image.fromarray(image).convert("RGB")
-    path = Path(image)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such image file")
-    with Image.open(path) as opened:
-        return opened.convert("RGB")
+    return load_image_file(image)  # names the file: missing, unreadable or over the pixel budget
 
 
 class Grounder:

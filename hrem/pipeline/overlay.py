@@ -13,11 +13,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from hrem.utils.files import atomic_path
+from hrem.utils.images import load_image_file
 
 MASK_RGB = (0, 200, 255)
 BOX_RGB = (255, 40, 40)
 MASK_ALPHA = 0.45
 MIN_SIDE = 384  # upscale smaller images to at least this width for legible text
+MAX_SIDE = 2048  # downscale larger images so an overlay stays a viewable, bounded file
 CAPTION_CHARS = 52
 
 
@@ -35,13 +37,27 @@ def _blend_mask(image: Image.Image, mask: np.ndarray) -> Image.Image:
     return Image.fromarray(rgb.round().clip(0, 255).astype(np.uint8))
 
 
-def render_overlay(image: Image.Image, box: Any, score: float, mask: np.ndarray | None, text: str) -> Image.Image:
-    """The overlay as a PIL image: image (upscaled when small) + mask + box, caption strip below."""
-    image = image.convert("RGB")
+def _bounded(image: Image.Image, box: Any, mask: np.ndarray | None) -> tuple[Image.Image, Any, np.ndarray | None]:
+    """Image, box and mask downscaled so the long side is at most MAX_SIDE (before blending, which works
+    on a float copy of the image)."""
+    scale = MAX_SIDE / max(image.width, image.height)
+    if scale >= 1:
+        return image, box, mask
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     if mask is not None:
-        if mask.shape != (image.height, image.width):
-            raise ValueError(f"overlay mask: expected shape {(image.height, image.width)} like the image, found "
-                             f"{mask.shape}")
+        mask = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize(size, Image.NEAREST)) > 127
+    return image.resize(size, Image.BILINEAR), [float(v) * scale for v in box], mask
+
+
+def render_overlay(image: Image.Image, box: Any, score: float, mask: np.ndarray | None, text: str) -> Image.Image:
+    """The overlay as a PIL image: image (upscaled when small, downscaled when large) + mask + box,
+    caption strip below."""
+    image = image.convert("RGB")
+    if mask is not None and mask.shape != (image.height, image.width):
+        raise ValueError(f"overlay mask: expected shape {(image.height, image.width)} like the image, found "
+                         f"{mask.shape}")
+    image, box, mask = _bounded(image, box, mask)
+    if mask is not None:
         image = _blend_mask(image, mask.astype(bool))
     factor = max(1, -(-MIN_SIDE // image.width))
     image = image.resize((image.width * factor, image.height * factor), Image.NEAREST)
@@ -64,8 +80,7 @@ def write_overlay(path: str | Path, image: Any, box: Any, score: float, mask: np
                   text: str) -> Path:
     """Render and save (atomically) a PNG overlay; `image` is a path or a PIL image."""
     if not isinstance(image, Image.Image):
-        with Image.open(image) as opened:
-            image = opened.convert("RGB")
+        image = load_image_file(image)  # pixel budget checked before decoding
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -76,7 +91,7 @@ def write_overlay(path: str | Path, image: Any, box: Any, score: float, mask: np
 def write_grid(path: str | Path, rows: list[list[Path]], gap: int = 8) -> Path:
     """One PNG of overlay images laid out in rows (e.g. one row per query, its top-k results), scaled to
     a common cell size."""
-    cells = [[Image.open(p).convert("RGB") for p in row] for row in rows if row]
+    cells = [[load_image_file(p) for p in row] for row in rows if row]
     if not cells:
         raise ValueError("overlay grid: expected at least one image, found none")
     width = max(im.width for row in cells for im in row)

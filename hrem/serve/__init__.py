@@ -5,5 +5,7 @@
 
 Modules: app (routes), backend (what the app needs from the models), limits (ServeLimits, the bounded
 model pool), corpus (corpus root, safe image paths), catalog (image keys and captions from the store),
-errors (JSON errors), static/ (the page: index.html, app.js, rle.js, style.css).
+errors (JSON errors), server (the uvicorn server the CLI runs), connections (read deadline, stalled readers,
+connection cap), middleware (security headers, busy limit), security (the headers), docs (/docs page),
+static/ (the page: index.html, app.js, rle.js, style.css).
 """

@@ -7,8 +7,10 @@
     GET /api/image/{id}        the image file (only from inside the corpus root)
     GET /api/ground?id=&q=     {"id", "query", "box": [x1, y1, x2, y2], "score", "mask": COCO RLE,
                                 "width", "height", "took_ms"}
+    GET /docs                  this API as one self-contained HTML page (hrem.serve.docs; no CDN)
 Errors: JSON {"error", "status"} with 4xx/5xx (hrem.serve.errors); 503 when the model pool is full, 504
-when a model call times out, 501 for /api/ground without a grounding model.
+when a model call times out, 501 for /api/ground without a grounding model. Every response carries the
+security headers (hrem.serve.security); no body names a server directory (/healthz shows folder names only).
 
 `build_app(backend, limits)` is the factory; `hrem.cli.serve.create_app(index_dir, grounding_run)` loads
 the backend and calls it.
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
@@ -31,8 +33,10 @@ from starlette.concurrency import run_in_threadpool
 from hrem.serve.backend import Backend
 from hrem.serve.catalog import Catalog
 from hrem.serve.corpus import ImageRefused, corpus_root_from_manifest, resolve_image
+from hrem.serve.docs import render_docs
 from hrem.serve.errors import ApiError, install_error_handlers
 from hrem.serve.limits import ModelPool, PoolSaturated, PoolTimeout, ServeLimits
+from hrem.serve.middleware import BusyLimit, SecurityHeaders
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ class ServeState:
             raise ApiError(404, "this index has no image files to serve (no corpus root; see --corpus-root)")
         key = await run_in_threadpool(self.catalog.image_key, image_id)
         if key is None:
-            raise ApiError(404, f"id: no image with id {image_id} in {self.backend.emb_dir}")
+            raise ApiError(404, f"id: no image with id {image_id} in this index")
         try:
             return resolve_image(self.corpus_root, key)
         except ImageRefused as exc:
@@ -104,12 +108,14 @@ def add_search_routes(app: FastAPI, state: ServeState) -> None:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
+        """Liveness and limits: status, model calls in flight, capacity, grounding, index size and model."""
         return {"status": "ok", "in_flight": state.pool.in_flight, "capacity": state.pool.capacity,
                 "grounding": state.backend.ground is not None, "max_k": limits.max_k,
                 "max_query_chars": limits.max_query_chars, **state.backend.info}
 
     @app.get("/api/search")
     async def search(q: str | None = None, k: int | None = None) -> dict[str, Any]:
+        """Images best matching the text `q` (k results, default 20): id, score, key, captions, image_url."""
         query, k = check_query(q, limits), check_k(k, limits)
         started = time.perf_counter()
         hits = await state.call_model(state.backend.search, query, k)
@@ -123,11 +129,13 @@ def add_search_routes(app: FastAPI, state: ServeState) -> None:
 def add_image_routes(app: FastAPI, state: ServeState) -> None:
     @app.get("/api/image/{image_id}")
     async def image(image_id: int) -> FileResponse:
+        """The image file of a result (only from inside the corpus root)."""
         path = await state.image_path(check_id(image_id))
-        return FileResponse(path, headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"})
+        return FileResponse(path, headers={"Cache-Control": "max-age=3600"})
 
     @app.get("/api/ground")
     async def ground(id: int | None = None, q: str | None = None) -> dict[str, Any]:
+        """Where the text `q` is in image `id`: box [x1, y1, x2, y2], score, mask (COCO RLE), width, height."""
         if id is None:
             raise ApiError(422, "id: expected the id of an image, found none")
         query = check_query(q, state.limits)
@@ -151,9 +159,11 @@ def build_app(backend: Backend, limits: ServeLimits | None = None) -> FastAPI:
         state.pool.shutdown()
 
     app = FastAPI(title="hrem", description="Image-text search with grounding", lifespan=lifespan,
-                  docs_url="/docs", redoc_url=None)
+                  docs_url=None, redoc_url=None)   # Swagger/ReDoc load from a CDN: /docs is our own page
     app.state.hrem = state
     install_error_handlers(app)
+    app.add_middleware(BusyLimit, limit=state.limits.max_connections)
+    app.add_middleware(SecurityHeaders)   # added last = outermost: also covers BusyLimit's 503
     add_search_routes(app, state)
     add_image_routes(app, state)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -161,5 +171,9 @@ def build_app(backend: Backend, limits: ServeLimits | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return HTMLResponse(render_docs(app.openapi()))
 
     return app

@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from hrem.serve.security import SECURITY_HEADERS
+
 log = logging.getLogger(__name__)
 
 
@@ -24,8 +26,8 @@ class ApiError(Exception):
         self.message = message
 
 
-def error_response(status: int, message: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status, **extra}, status_code=status)
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
 def describe_validation(exc: RequestValidationError) -> str:
@@ -55,7 +57,8 @@ async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     error_id = uuid.uuid4().hex[:12]
     log.error("error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
-    return error_response(500, f"internal error (id {error_id}; details are in the server log)")
+    # Starlette answers this one outside the app's middleware, so it brings its own security headers.
+    return error_response(500, f"internal error (id {error_id}; details are in the server log)", SECURITY_HEADERS)
 
 
 def install_error_handlers(app: FastAPI) -> None:

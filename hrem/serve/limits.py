@@ -29,6 +29,8 @@ class ServeLimits:
     workers: int = 1                   # threads running model calls; HF fast tokenizers are not re-entrant
     queue: int = 32                    # admitted calls waiting for a worker; beyond -> 503
     max_caption_rows: int = 2_000_000  # captions shown in the grid are preloaded up to this many rows
+    read_timeout_s: float = 5.0        # to send a whole request (head + body) once a connection waits for one
+    max_connections: int = 256         # open connections (longest-idle closed first) and requests in progress
 
     def validate(self) -> None:
         require(self.max_k >= 1, f"max_k: expected >= 1, found {self.max_k}")
@@ -37,6 +39,8 @@ class ServeLimits:
         require(self.timeout_s > 0, f"timeout_s: expected > 0, found {self.timeout_s}")
         require(self.workers >= 1, f"workers: expected >= 1, found {self.workers}")
         require(self.queue >= 0, f"queue: expected >= 0, found {self.queue}")
+        require(self.read_timeout_s > 0, f"read_timeout_s: expected > 0, found {self.read_timeout_s}")
+        require(self.max_connections >= 1, f"max_connections: expected >= 1, found {self.max_connections}")
 
     def __post_init__(self) -> None:
         self.validate()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -31,6 +32,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC and not exc.filename:
+            # writers (PIL, pyarrow, safetensors) often lose the path; a full disk must name what was written
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

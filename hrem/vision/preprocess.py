@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hrem.utils.images import load_image_file
 from hrem.vision.letterbox import letterbox_image
 from hrem.vision.region_rows import content_rect
 
@@ -26,13 +27,8 @@ class LetterboxPreprocessor:
 
     def __call__(self, image: str | Path | Image.Image | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(image, (str, Path)):
-            path = Path(image)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such image file")
-            with Image.open(path) as opened:
-                pixels, meta = letterbox_image(opened.convert("RGB"), self.size)
-        else:
-            pixels, meta = letterbox_image(image, self.size)
+            image = load_image_file(image)  # pixel budget checked from the header before decoding
+        pixels, meta = letterbox_image(image, self.size)
         return torch.from_numpy(pixels), content_rect(meta)
 
     def __repr__(self) -> str:
