@@ -7,8 +7,11 @@ Steps: validate the manifest and shard ids (duplicates are an error naming both 
 factory (auto: hrem.index.choose, reason recorded) -> train on a seeded uniform sample over all shards ->
 add shards in bounded-memory batches with their Parquet ids (or build parts and merge them on disk) ->
 tune nprobe/efSearch on held-out queries of the other modality against exact search -> write index.faiss,
-then index.json last (index.json is the commit marker; it is removed first, so a killed build never leaves
-a stale index.json beside a new index.faiss).
+then index.json last. Everything is built in `OUT/.staging-<ns>/`; the previous index stays complete and
+loadable until the new one is: only then is index.json (the commit marker) removed, index.faiss (+ its
+on-disk lists) renamed into place and the new index.json written, with the SHA-256 of index.faiss that
+loading verifies. A kill -9 or a full disk mid-build leaves the old index as it was; the next build
+removes the staging leftovers. One build per OUT at a time (`hrem.utils.locks.output_lock`).
 
 `append=True` adds only the manifest's shards that index.json does not list yet, after checking that the
 model fingerprint and dim are unchanged and the already-indexed shards still have their checksums.
@@ -45,7 +48,8 @@ from hrem.index.ondisk import build_on_disk
 from hrem.index.sampling import read_sample
 from hrem.index.tune import TuneResult, drop_self, tune
 from hrem.store import Manifest, find_duplicate_ids, iter_embeddings, load_manifest, manifest_sha256
-from hrem.utils.files import atomic_path
+from hrem.utils.files import sha256_file
+from hrem.utils.locks import output_lock
 
 log = logging.getLogger(__name__)
 OTHER_MODALITY = {"images": "captions", "captions": "images"}
@@ -65,9 +69,22 @@ def build_index(emb_dir: str | Path, out_dir: str | Path, config: IndexBuildConf
     if not manifest.records(cfg.modality):
         raise ValueError(f"{Path(emb_dir) / 'manifest.json'}: no '{cfg.modality}' shards to index "
                          f"(modalities present: {manifest.modalities})")
-    if cfg.append:
-        return _append(Path(emb_dir), Path(out_dir), cfg, manifest)
-    return _build(Path(emb_dir), Path(out_dir), cfg, manifest)
+    out_dir = Path(out_dir)
+    with output_lock(out_dir, command=f"hrem index ({cfg.modality})"):
+        remove_leftovers(out_dir)
+        if cfg.append:
+            return _append(Path(emb_dir), out_dir, cfg, manifest)
+        return _build(Path(emb_dir), out_dir, cfg, manifest)
+
+
+def remove_leftovers(out_dir: Path) -> int:
+    """Delete the `.staging-*` folders and `.*.tmp` files of builds that were killed (nobody reads them)."""
+    stale = [p for p in out_dir.glob(".staging-*")] + [p for p in out_dir.glob(".*.tmp")]
+    for path in stale:
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    if stale:
+        log.info("%s: removed %d leftover(s) of an interrupted build", out_dir, len(stale))
+    return len(stale)
 
 
 def plan_factory(cfg: IndexBuildConfig, n: int, dim: int) -> FactoryChoice:
@@ -93,7 +110,6 @@ def _build(emb_dir: Path, out_dir: Path, cfg: IndexBuildConfig, manifest: Manife
     index, id_map = make_index(choice.factory, manifest.dim, cfg.metric)
     training = train_index(index, choice.factory, emb_dir, cfg.modality, manifest, shards,
                            cfg.train_rows_per_list, cfg.max_train_rows, cfg.seed, cfg.device)
-    _clear_commit_marker(out_dir)
     staging = out_dir / f".staging-{time.time_ns()}"
     try:
         if choice.on_disk:
@@ -131,8 +147,11 @@ def _append(emb_dir: Path, out_dir: Path, cfg: IndexBuildConfig, manifest: Manif
     info = _info(cfg, choice, old.id_map, index, emb_dir, manifest, shards, old.training, tuning)
     info = dataclasses.replace(info, auto_reason=old.auto_reason,
                                estimated_bytes=estimate_bytes(old.factory, index.ntotal, old.dim))
-    _clear_commit_marker(out_dir)
-    return _commit(out_dir, None, index, info, start)
+    staging = out_dir / f".staging-{time.time_ns()}"
+    try:
+        return _commit(out_dir, staging, index, info, start)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _check_indexed_shards(old: IndexInfo, manifest: Manifest, out_dir: Path) -> None:
@@ -181,17 +200,20 @@ def _clear_commit_marker(out_dir: Path) -> None:
     (out_dir / INDEX_JSON).unlink(missing_ok=True)
 
 
-def _commit(out_dir: Path, staging: Path | None, index: faiss.Index, info: IndexInfo, start: float) -> IndexInfo:
-    """Write index.faiss (+ index.ivfdata) atomically, then index.json with the final size and build time."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if staging is not None and (staging / IVF_DATA).exists():
+def _commit(out_dir: Path, staging: Path, index: faiss.Index, info: IndexInfo, start: float) -> IndexInfo:
+    """Write index.faiss into `staging` (beside its on-disk lists, if any), then swap it into `out_dir`:
+    remove the old index.json, rename the files, write the new index.json (size + SHA-256) last."""
+    staging.mkdir(parents=True, exist_ok=True)
+    faiss.write_index(index, str(staging / INDEX_FAISS))
+    info = dataclasses.replace(info, index_bytes=(staging / INDEX_FAISS).stat().st_size,
+                               index_sha256=sha256_file(staging / INDEX_FAISS),
+                               build_seconds=round(time.perf_counter() - start, 3))
+    _clear_commit_marker(out_dir)
+    if (staging / IVF_DATA).exists():
         (staging / IVF_DATA).replace(out_dir / IVF_DATA)
     elif not info.on_disk:
         (out_dir / IVF_DATA).unlink(missing_ok=True)  # left by an earlier on-disk build in this folder
-    with atomic_path(out_dir / INDEX_FAISS) as tmp:
-        faiss.write_index(index, str(tmp))
-    info = dataclasses.replace(info, index_bytes=(out_dir / INDEX_FAISS).stat().st_size,
-                               build_seconds=round(time.perf_counter() - start, 3))
+    (staging / INDEX_FAISS).replace(out_dir / INDEX_FAISS)
     write_info(out_dir, info)
     log.info("wrote %s: %s, ntotal %d, recall@10 %.4f", out_dir, info.factory, info.ntotal,
              info.tuning.get("recall_at_10", float("nan")))

@@ -55,6 +55,7 @@ class IndexInfo:
     shards: tuple[IndexedShard, ...]
     index_bytes: int
     id_map: str | None = None
+    index_sha256: str = ""                  # of index.faiss; "" in index.json files written before it
     on_disk: bool = False
     search_params: dict[str, int] = field(default_factory=dict)
     auto_reason: str | None = None

@@ -17,6 +17,7 @@ import faiss
 from hrem.index.info import INDEX_FAISS, IndexInfo, read_info
 from hrem.index.params import apply_params
 from hrem.store import Manifest, load_manifest
+from hrem.utils.files import sha256_file_cached
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,25 @@ def read_faiss_file(path: Path, info: IndexInfo, mmap: bool = False) -> faiss.In
     if size != info.index_bytes:
         raise ValueError(f"{path}: expected {info.index_bytes} bytes (index.json), found {size}; the file is "
                          f"truncated or belongs to another build -- rebuild with `hrem index`")
+    verify_checksum(path, info)
     try:
         return faiss.read_index(str(path), _read_flags(info, mmap))
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown error"
         raise ValueError(f"{path}: FAISS cannot read it ({first_line}); the file is corrupt, truncated "
                          f"or written by an incompatible FAISS version") from None
+
+
+def verify_checksum(path: Path, info: IndexInfo) -> None:
+    """index.faiss must have the SHA-256 index.json records (a same-size overwrite passes the size check).
+    Hashed once per (file, size, mtime) in this process, so repeated loads cost a stat."""
+    if not info.index_sha256:
+        log.warning("%s: index.json records no checksum (built by an older hrem); not verified", path)
+        return
+    found = sha256_file_cached(path)
+    if found != info.index_sha256:
+        raise ValueError(f"{path}: expected sha256 {info.index_sha256} (index.json), found {found}; the file was "
+                         f"modified after the build -- rebuild with `hrem index`")
 
 
 def check_against_manifest(info: IndexInfo, manifest: Manifest, where: str) -> None:

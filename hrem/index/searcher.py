@@ -27,9 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hrem.index.exact import exact_search
+from hrem.index.info import IndexInfo
 from hrem.index.loading import load_index
 from hrem.index.params import exhaustive, index_kind, search_parameters
 from hrem.store import read_metadata, select_ids
+from hrem.utils.files import sha256_file_cached
 
 Filter = pc.Expression | np.ndarray | list | None
 
@@ -39,6 +41,7 @@ class VectorSearcher:
                  exact_filter_rows: int = 4096) -> None:
         self.index, self.info = load_index(index_dir, mmap=mmap, emb_dir=emb_dir)
         self.emb_dir = Path(emb_dir) if emb_dir is not None else Path(self.info.embeddings.path)
+        verify_indexed_shards(self.emb_dir, self.info)
         self.modality = self.info.modality
         self.exact_filter_rows = exact_filter_rows
 
@@ -98,7 +101,26 @@ class VectorSearcher:
     def metadata(self, ids: Any, columns: list[str] | None = None) -> pa.Table:
         """Metadata rows (no embedding column) of result ids, in the order given; -1 ids are skipped."""
         ids = np.asarray(ids, dtype=np.int64).ravel()
-        return read_metadata(self.emb_dir, self.modality, ids[ids >= 0], columns)
+        try:
+            return read_metadata(self.emb_dir, self.modality, ids[ids >= 0], columns)
+        except KeyError as exc:     # a row the index returns is gone: the shards changed after the build
+            raise ValueError(f"{exc.args[0]}: the index returned them but the embeddings no longer hold them; "
+                             f"rebuild the index with `hrem index`") from None
+
+
+def verify_indexed_shards(emb_dir: Path, info: IndexInfo) -> None:
+    """Every shard the index was built from must still be there with the SHA-256 index.json records, so
+    that the ids and metadata a search returns are the rows that were indexed (an edited key or a dropped
+    row would otherwise be returned as is, or end in a missing-id error). Hashed once per file version."""
+    for shard in info.shards:
+        path = emb_dir / info.modality / shard.name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing; the index was built from it (index.json lists it); "
+                                    f"rebuild the index or point --embeddings at the right folder")
+        found = sha256_file_cached(path)
+        if found != shard.sha256:
+            raise ValueError(f"{path}: expected sha256 {shard.sha256} (the shard the index was built from), found "
+                             f"{found}; the embeddings changed after the build -- rebuild with `hrem index`")
 
 
 def _trim(scores: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

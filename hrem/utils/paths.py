@@ -54,3 +54,23 @@ def resolve_model_dir(name_or_path: str, what: str = "model") -> Path:
         raise FileNotFoundError(f"{what} '{name_or_path}': expected a directory with config.json (or "
                                 f"packaged:NAME); hrem does not download models")
     return path
+
+
+def refuse_overlap(out: str | Path, **inputs: str | Path | None) -> None:
+    """Raise ValueError when the output folder `out` equals, lies inside, or contains an input folder.
+
+    Why: a job that writes into its own input can destroy it (an embeddings `--out` equal to a dataset
+    folder wrote Parquet into the dataset's `images/`, and `--overwrite` then removed the source PNGs).
+    A file input (a listing) only forbids its own folder as the output: a subfolder beside the listing is
+    the usual place for outputs and cannot collide with the listed files."""
+    target = Path(out).expanduser().resolve()
+    for name, path in inputs.items():
+        if path is None:
+            continue
+        source = Path(path).expanduser().resolve()
+        folder = source if source.is_dir() else source.parent
+        inside = folder in target.parents and source.is_dir()
+        if target == folder or inside or target in folder.parents:
+            relation = ("is" if target == folder else "is inside" if folder in target.parents else "contains")
+            raise ValueError(f"--out {target}: expected a folder apart from the input, found that it {relation} "
+                             f"the {name} folder {folder}; choose an output outside the input")

@@ -64,7 +64,25 @@ def _csv_reader(path: Path, columns: list[str] | None, caption: str | None) -> p
 def listing_schema(path: Path) -> pa.Schema:
     if listing_format(path) == "parquet":
         return pq.ParquetFile(path).schema_arrow
-    return _csv_reader(path, None, None).schema
+    try:
+        return _csv_reader(path, None, None).schema
+    except pa.ArrowInvalid as exc:
+        raise _csv_id_error(path, exc) from None
+
+
+def _csv_id_error(path: Path, exc: Exception) -> ValueError:
+    """pyarrow names the column but not the row of a bad value; find the first one (error path only)."""
+    import csv
+
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        for row, record in enumerate(csv.DictReader(handle, delimiter=delimiter), start=1):
+            for name in ID_COLUMNS:
+                value = (record.get(name) or "").strip()
+                if name in record and not value.lstrip("-").isdigit():
+                    return ValueError(f"{path}: column '{name}', row {row} (line {row + 1}): expected an integer "
+                                      f"id, found {value!r}")
+    return ValueError(f"{path}: could not read the listing: {exc}")
 
 
 def detect_columns(path: Path) -> ListingColumns:
@@ -96,15 +114,31 @@ def scan_ids(path: Path, cols: ListingColumns) -> tuple[int, dict[str, np.ndarra
     rows = 0
     parts: dict[str, list[np.ndarray]] = {name: [] for name in cols.ids}
     read = list(cols.ids) or [cols.roles[0]]
-    for batch in iter_listing(path, read, cols.caption if read == [cols.caption] else None):
-        rows += batch.num_rows
-        for name in cols.ids:
-            column = batch.column(name)
-            if column.null_count:
-                raise ValueError(f"{path}: column '{name}': expected an integer on every row, found "
-                                 f"{column.null_count} empty value(s) near row {rows - batch.num_rows}")
-            parts[name].append(column.to_numpy(zero_copy_only=False).astype(np.int64))
+    try:
+        for batch in iter_listing(path, read, cols.caption if read == [cols.caption] else None):
+            for name in cols.ids:
+                parts[name].append(_checked_ids(path, name, batch.column(name), rows))
+            rows += batch.num_rows
+    except pa.ArrowInvalid as exc:     # e.g. "CSV conversion error to int64: invalid value 'x'"
+        raise _csv_id_error(path, exc) if listing_format(path) == "csv" else ValueError(f"{path}: {exc}") from None
     return rows, {name: np.concatenate(p) if p else np.zeros(0, np.int64) for name, p in parts.items()}
+
+
+def _checked_ids(path: Path, name: str, column: pa.Array, first_row: int) -> np.ndarray:
+    """int64 ids of one batch; ids are non-negative (FAISS uses -1 for "no result", so a negative id would
+    be embedded and indexed but never returned). Rows are numbered from 1, the header not counted."""
+    if column.null_count:
+        row = first_row + 1 + column.is_null().to_numpy(zero_copy_only=False).argmax()
+        raise ValueError(f"{path}: column '{name}', row {row}: expected an integer id, found an empty value")
+    values = column.to_numpy(zero_copy_only=False)
+    if not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"{path}: column '{name}': expected integer ids, found {column.type}")
+    values = values.astype(np.int64)
+    negative = np.flatnonzero(values < 0)
+    if negative.size:
+        raise ValueError(f"{path}: column '{name}', row {first_row + 1 + negative[0]}: expected a non-negative "
+                         f"integer id, found {values[negative[0]]} ({negative.size} negative id(s) in all)")
+    return values
 
 
 def read_rows(path: Path, start: int, stop: int, caption: str | None) -> pa.Table:

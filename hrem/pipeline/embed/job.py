@@ -26,6 +26,8 @@ from hrem.pipeline.embed.manifest import JobIdentity, open_manifest, pending_tas
 from hrem.pipeline.embed.plan import plan_shards, plan_summary
 from hrem.pipeline.embed.runner import ShardResult, open_embed_sources
 from hrem.store import Manifest, read_failures
+from hrem.utils.locks import output_lock
+from hrem.utils.paths import refuse_overlap
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,12 @@ def run_embed(cfg: EmbedConfig, show_progress: bool = True) -> EmbedSummary:
     start = time.perf_counter()
     cfg = _absolute(cfg)
     out = Path(cfg.out)
+    refuse_overlap(out, data=cfg.data, image_root=cfg.image_root)
+    with output_lock(out, command="hrem embed"):
+        return _run_locked(cfg, out, start, show_progress)
+
+
+def _run_locked(cfg: EmbedConfig, out: Path, start: float, show_progress: bool) -> EmbedSummary:
     sources = open_embed_sources(cfg)
     counts = {m: s.count for m, s in sources.items()}
     sizes = {m: cfg.shard_size(m) for m in sources}
@@ -99,5 +107,19 @@ def run_embed(cfg: EmbedConfig, show_progress: bool = True) -> EmbedSummary:
     final: Manifest = state["manifest"]
     stats = final.extra.get("shard_stats", {})
     truncated = sum(s.get("truncated", 0) for m in stats.values() for s in m.values())
-    return EmbedSummary(out, final, len(todo), len(tasks) - len(todo), read_failures(out).num_rows, truncated,
+    failures = read_failures(out)
+    _refuse_empty_result(out, final, counts, failures)
+    return EmbedSummary(out, final, len(todo), len(tasks) - len(todo), failures.num_rows, truncated,
                         time.perf_counter() - start, sum(t.rows for t in todo))
+
+
+def _refuse_empty_result(out: Path, manifest: Manifest, counts: dict[str, int], failures) -> None:
+    """A modality with input but not one embedded row is a broken model or input, not a success (an all-NaN
+    checkpoint used to exit 0 with 0 rows): fail naming the failures file and the commonest reason."""
+    empty = [m for m, n in counts.items() if n and not manifest.rows(m)]
+    if not empty:
+        return
+    reasons = failures.column("reason").to_pylist() if failures.num_rows else []
+    common = max(set(reasons), key=reasons.count) if reasons else "unknown"
+    raise RuntimeError(f"{out}: expected embedded rows, found 0 of {', '.join(f'{counts[m]} {m}' for m in empty)}; "
+                       f"all failed ({out / 'failures.parquet'}; commonest reason: {common})")

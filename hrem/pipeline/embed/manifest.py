@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +49,16 @@ def _mismatches(manifest: Manifest, ident: JobIdentity) -> list[str]:
     return [f"{name}: directory has {old!r}, this run has {new!r}" for name, old, new in pairs if old != new]
 
 
-def clear_outputs(out: Path) -> None:
-    for name in ("images", "captions"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    for name in (MANIFEST, FAILURES):
+def clear_outputs(out: Path, manifest: Manifest) -> None:
+    """Remove what this tool wrote, as the manifest lists it: its shard files, failures and manifest.
+    Never a whole folder: `out/images/` may hold files the manifest does not know (or a user's own)."""
+    for modality in manifest.modalities:
+        for record in manifest.records(modality):
+            (out / modality / record.name).unlink(missing_ok=True)
+        folder = out / modality
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    for name in (FAILURES, MANIFEST):
         (out / name).unlink(missing_ok=True)
 
 
@@ -77,12 +82,12 @@ def open_manifest(out: Path, ident: JobIdentity, extra: dict[str, Any], overwrit
             raise ValueError(f"{out / MANIFEST}: this embeddings directory was made from another input or "
                              f"model ({'; '.join(problems)}); use another --out or --overwrite to replace it")
         log.warning("--overwrite: replacing %s (%s)", out, "; ".join(problems))
-        clear_outputs(out)
+        clear_outputs(out, existing)
     elif any(any((out / m).glob("*.parquet")) for m in ("images", "captions")):
         if not overwrite:
             raise ValueError(f"{out}: holds Parquet shards but no {MANIFEST}; refusing to mix them with this "
                              f"run (use another --out or --overwrite)")
-        clear_outputs(out)
+        clear_outputs(out, existing)
     manifest = new_manifest(ident.fingerprint, ident.dim, ident.dtype, ident.normalized, ident.card_sha256,
                             ident.weights_sha256, ident.model_name, ident.input_fingerprint,
                             extra={**extra, "shard_stats": {}})

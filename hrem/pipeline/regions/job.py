@@ -30,6 +30,8 @@ from hrem.pipeline.regions.state import PARTS, RegionsState, open_state, shard_f
 from hrem.store import record_failures, shard_name
 from hrem.utils.device import resolve_device
 from hrem.vision.region_rows import GEOMETRY_COLUMNS, row_width
+from hrem.utils.locks import output_lock
+from hrem.utils.paths import refuse_overlap
 
 log = logging.getLogger(__name__)
 SPLIT_ORDER = ("train", "dev", "test", "testall")
@@ -108,6 +110,13 @@ def run_regions(cfg: RegionsConfig, show_progress: bool = True, detector: torch.
         loaded = load_detector(cfg.detector, device, cfg.input_size)
         detector, fingerprint = loaded.module, loaded.fingerprint
     data, out = Path(cfg.data), Path(cfg.out)
+    refuse_overlap(out, data=data, image_root=cfg.image_root)
+    with output_lock(out, command="hrem regions"):
+        return _run_locked(cfg, data, out, detector, fingerprint, device, start, show_progress)
+
+
+def _run_locked(cfg: RegionsConfig, data: Path, out: Path, detector: torch.nn.Module, fingerprint: str | None,
+                device: torch.device, start: float, show_progress: bool) -> RegionsSummary:
     splits = input_splits(data, cfg.splits)
     opened = {s: open_sources(data, s, cfg.image_root) for s in splits}
     state = open_state(out, _identity(cfg, fingerprint or ""), _layout(detector, cfg.geometry), cfg.overwrite)
