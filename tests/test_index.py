@@ -199,6 +199,7 @@ def test_loading_checks_fingerprint_and_truncation(corpus, tmp_path):
         load_index(tmp_path / "idx")
     info = json.loads((tmp_path / "idx" / "index.json").read_text())
     info["index_bytes"] = 1000  # even when index.json agrees, FAISS's own read error is reported clearly
+    info["index_sha256"] = ""  # (an index.json without a checksum, as older builds wrote)
     (tmp_path / "idx" / "index.json").write_text(json.dumps(info))
     with pytest.raises(ValueError, match="index.faiss: FAISS cannot read it"):
         load_index(tmp_path / "idx")

@@ -5,8 +5,8 @@
 
 Formats (`detect_input`): a Karpathy folder (dataset_*.json + images), a SCAN `*_precomp` folder, or a
 .parquet / .csv listing. Split names go through hrem.data.splits ("dev" = "val"); image keys through
-hrem.data.sources.roots (relative to the image root, never outside it). Ids are validated unique per
-modality (duplicates are an error naming ids and rows).
+hrem.data.sources.roots (relative to the image root, never outside it). Ids are non-negative int64 (FAISS
+returns -1 for "no result") and unique per modality; a bad id is an error naming the file and the row.
 """
 from __future__ import annotations
 

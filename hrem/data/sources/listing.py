@@ -130,15 +130,29 @@ def _checked_ids(path: Path, name: str, column: pa.Array, first_row: int) -> np.
     if column.null_count:
         row = first_row + 1 + column.is_null().to_numpy(zero_copy_only=False).argmax()
         raise ValueError(f"{path}: column '{name}', row {row}: expected an integer id, found an empty value")
-    values = column.to_numpy(zero_copy_only=False)
-    if not np.issubdtype(values.dtype, np.integer):
-        raise ValueError(f"{path}: column '{name}': expected integer ids, found {column.type}")
-    values = values.astype(np.int64)
+    values = _whole_numbers(path, name, column.to_numpy(zero_copy_only=False), first_row)
     negative = np.flatnonzero(values < 0)
     if negative.size:
         raise ValueError(f"{path}: column '{name}', row {first_row + 1 + negative[0]}: expected a non-negative "
                          f"integer id, found {values[negative[0]]} ({negative.size} negative id(s) in all)")
     return values
+
+
+def _whole_numbers(path: Path, name: str, values: np.ndarray, first_row: int) -> np.ndarray:
+    """int64 of an integer column, or of a float column holding whole numbers (pandas writes an integer
+    column as float once it had a gap); a fraction, or a value int64 cannot hold, is refused with its row."""
+    if np.issubdtype(values.dtype, np.integer) and not (values.dtype.kind == "u" and values.size
+                                                         and values.max() > np.iinfo(np.int64).max):
+        return values.astype(np.int64)
+    if not np.issubdtype(values.dtype, np.number):
+        raise ValueError(f"{path}: column '{name}': expected integer ids, found values of type {values.dtype} "
+                         f"(first: {values[:1].tolist()})")
+    floats = values.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(floats) | (floats != np.round(floats)) | (np.abs(floats) >= 2.0 ** 63))
+    if bad.size:
+        raise ValueError(f"{path}: column '{name}', row {first_row + 1 + bad[0]}: expected an integer id "
+                         f"(0 .. 2^63-1), found {values[bad[0]]}")
+    return floats.astype(np.int64)
 
 
 def read_rows(path: Path, start: int, stop: int, caption: str | None) -> pa.Table:

@@ -32,6 +32,10 @@ from hrem.utils.paths import refuse_overlap
 log = logging.getLogger(__name__)
 
 
+class NonFiniteEmbeddings(RuntimeError):
+    """The model gave NaN/inf embeddings: the job must not end as a success (the CLI exits 1)."""
+
+
 @dataclass(frozen=True)
 class EmbedSummary:
     out: Path
@@ -100,6 +104,7 @@ def _run_locked(cfg: EmbedConfig, out: Path, start: float, show_progress: bool) 
     def on_result(result: ShardResult) -> None:
         state["manifest"] = record_result(out, state["manifest"], result)
         bar.set_postfix_str(f"{result.task.modality}/{result.task.name}")
+        _stop_if_model_broken(cfg, out, result)
 
     kwargs = {"sources": sources} if cfg.engine == "local" else {}
     with bar:
@@ -108,9 +113,33 @@ def _run_locked(cfg: EmbedConfig, out: Path, start: float, show_progress: bool) 
     stats = final.extra.get("shard_stats", {})
     truncated = sum(s.get("truncated", 0) for m in stats.values() for s in m.values())
     failures = read_failures(out)
+    _refuse_non_finite(cfg, out, stats, counts)
     _refuse_empty_result(out, final, counts, failures)
     return EmbedSummary(out, final, len(todo), len(tasks) - len(todo), failures.num_rows, truncated,
                         time.perf_counter() - start, sum(t.rows for t in todo))
+
+
+def _stop_if_model_broken(cfg: EmbedConfig, out: Path, result: ShardResult) -> None:
+    """Fail fast when every item of a shard got a NaN/inf embedding: that is the model (NaN weights), and
+    embedding the rest of a large corpus would only record more failure rows. The shard is recorded first,
+    so a re-run resumes after it (and stops again while the model is unchanged)."""
+    task, bad = result.task, result.stats.get("non_finite", 0)
+    if bad and bad == task.rows:
+        raise NonFiniteEmbeddings(
+            f"model {cfg.model} gave non-finite embeddings (NaN/inf) for {bad} of {task.rows} {task.modality} of "
+            f"shard {task.modality}/{task.name}, none finite: stopped (are its weights NaN?); the rows are in "
+            f"{out / 'failures.parquet'}")
+
+
+def _refuse_non_finite(cfg: EmbedConfig, out: Path, stats: dict, counts: dict[str, int]) -> None:
+    """Some NaN/inf embeddings: every shard is written (the finite rows are good), but the run is not a
+    success; the count per modality comes from the manifest, so a re-run of a finished job says it again."""
+    bad = {m: sum(s.get("non_finite", 0) for s in stats.get(m, {}).values()) for m in counts}
+    found = [f"{n} of {counts[m]} {m}" for m, n in bad.items() if n]
+    if found:
+        raise NonFiniteEmbeddings(
+            f"model {cfg.model} gave non-finite embeddings (NaN/inf) for {', '.join(found)}; the other rows are "
+            f"written to {out}, these are rows of {out / 'failures.parquet'} (reason 'non-finite embedding')")
 
 
 def _refuse_empty_result(out: Path, manifest: Manifest, counts: dict[str, int], failures) -> None:

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hrem.pipeline.embed.config import MODALITIES
 from hrem.pipeline.embed.plan import ShardTask
 from hrem.pipeline.embed.runner import ShardResult
 from hrem.store import (
@@ -51,8 +52,9 @@ def _mismatches(manifest: Manifest, ident: JobIdentity) -> list[str]:
 
 def clear_outputs(out: Path, manifest: Manifest) -> None:
     """Remove what this tool wrote, as the manifest lists it: its shard files, failures and manifest.
-    Never a whole folder: `out/images/` may hold files the manifest does not know (or a user's own)."""
-    for modality in manifest.modalities:
+    Never a whole folder: `out/images/` may hold files the manifest does not know (or a user's own). Only the
+    two shard folders count: a hand-edited modality like "../x" must not steer a delete outside `out`."""
+    for modality in (m for m in manifest.modalities if m in MODALITIES):
         for record in manifest.records(modality):
             (out / modality / record.name).unlink(missing_ok=True)
         folder = out / modality
@@ -84,10 +86,10 @@ def open_manifest(out: Path, ident: JobIdentity, extra: dict[str, Any], overwrit
         log.warning("--overwrite: replacing %s (%s)", out, "; ".join(problems))
         clear_outputs(out, existing)
     elif any(any((out / m).glob("*.parquet")) for m in ("images", "captions")):
-        if not overwrite:
-            raise ValueError(f"{out}: holds Parquet shards but no {MANIFEST}; refusing to mix them with this "
-                             f"run (use another --out or --overwrite)")
-        clear_outputs(out, existing)
+        # Without a manifest nothing says these files are ours, so even --overwrite deletes none of them.
+        raise ValueError(f"{out}: holds Parquet shards but no {MANIFEST}; expected an empty folder or one written "
+                         f"by `hrem embed`; refusing to mix or delete them (--overwrite removes only files a "
+                         f"manifest lists): use another --out, or move those files away")
     manifest = new_manifest(ident.fingerprint, ident.dim, ident.dtype, ident.normalized, ident.card_sha256,
                             ident.weights_sha256, ident.model_name, ident.input_fingerprint,
                             extra={**extra, "shard_stats": {}})

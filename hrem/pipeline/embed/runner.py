@@ -34,6 +34,7 @@ from hrem.utils.device import resolve_device
 from hrem.utils.timing import StageTimer
 
 log = logging.getLogger(__name__)
+NON_FINITE_REASON = "non-finite embedding (NaN/inf in the model output)"
 Progress = Callable[[int], None]
 
 
@@ -42,7 +43,7 @@ class ShardResult:
     task: ShardTask
     record: ShardRecord
     failures: list[Failure]
-    stats: dict = field(default_factory=dict)      # {"failures": n, "truncated": n} (deterministic)
+    stats: dict = field(default_factory=dict)      # {"failures", "truncated", "non_finite"}: counts (deterministic)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class _Encoded:
     ok: np.ndarray                       # [n] bool
     reasons: dict[int, str]              # position -> reason
     truncated: int = 0
+    non_finite: int = 0                  # items whose embedding had NaN/inf (a model fault, not an input's)
 
 
 class ShardRunner:
@@ -83,7 +85,8 @@ class ShardRunner:
         record = write_shard(self.cfg.out, task.modality, task.index, table, timings=timer.as_dict())
         failures = [Failure(items.start + pos, items.keys[pos], reason)
                     for pos, reason in sorted(encoded.reasons.items())]
-        return ShardResult(task, record, failures, {"failures": len(failures), "truncated": encoded.truncated})
+        return ShardResult(task, record, failures, {"failures": len(failures), "truncated": encoded.truncated,
+                                                    "non_finite": encoded.non_finite})
 
     # -- images -------------------------------------------------------------------------------------
     def _encode_images(self, items: SourceSlice, kind: str, timer: StageTimer,
@@ -159,7 +162,8 @@ class ShardRunner:
                 out.vectors[pos] = vector
                 out.ok[pos] = True
             else:
-                out.reasons[pos] = "non-finite embedding (NaN/inf in the model output)"
+                out.reasons[pos] = NON_FINITE_REASON
+                out.non_finite += 1
 
 
 def open_embed_sources(cfg: EmbedConfig) -> dict[str, Source]:

@@ -29,9 +29,9 @@ from hrem.pipeline.regions.runner import RegionShardRunner
 from hrem.pipeline.regions.state import PARTS, RegionsState, open_state, shard_file, split_files
 from hrem.store import record_failures, shard_name
 from hrem.utils.device import resolve_device
-from hrem.vision.region_rows import GEOMETRY_COLUMNS, row_width
 from hrem.utils.locks import output_lock
 from hrem.utils.paths import refuse_overlap
+from hrem.vision.region_rows import GEOMETRY_COLUMNS, row_width
 
 log = logging.getLogger(__name__)
 SPLIT_ORDER = ("train", "dev", "test", "testall")

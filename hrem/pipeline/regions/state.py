@@ -69,7 +69,7 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 def open_state(out: Path, identity: dict[str, Any], layout: dict[str, Any], overwrite: bool) -> RegionsState:
     """The state to continue (same identity), or a fresh one; a folder made otherwise is refused unless
-    `overwrite` (then only its recorded outputs are removed)."""
+    `overwrite` (then only its recorded outputs are removed); precomp files without a state are never touched."""
     path = out / STATE
     if path.is_file():
         previous = load_json(path)
@@ -83,9 +83,10 @@ def open_state(out: Path, identity: dict[str, Any], layout: dict[str, Any], over
                              f"use another --out or --overwrite to replace it")
         _clear(out, previous)
     elif any(p.is_file() for p in out.glob("*_ims.npy")):
-        if not overwrite:
-            raise ValueError(f"{out}: holds *_ims.npy files not written by `hrem regions` (no {STATE}); "
-                             f"refusing to replace them (use another --out)")
+        # No state file: nothing says these are ours, so even --overwrite must not replace them.
+        raise ValueError(f"{out}: holds *_ims.npy files not written by `hrem regions` (no {STATE}); expected an "
+                         f"empty folder or one `hrem regions` wrote; refusing to replace them, also with "
+                         f"--overwrite (use another --out)")
     out.mkdir(parents=True, exist_ok=True)
     state = RegionsState(out, identity, layout)
     state.save()
