@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 
 from hrem.data.sources.roots import join_under_root
 from hrem.data.splits import refs_file_split
+from hrem.utils.images import load_image_file
+
 
 @dataclass(frozen=True)
 class DetectionRecord:
@@ -78,8 +79,7 @@ class DetectionSet(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         record = self.records[index]
-        with Image.open(record.image_path) as image:
-            pixels, meta = self.prepare(image.convert("RGB"), self.size)
+        pixels, meta = self.prepare(load_image_file(record.image_path), self.size)   # pixel budget, then decode
         boxes = np.asarray(self.to_letterbox(record.boxes, meta), np.float32)
         if self.train and float(torch.rand(())) < 0.5:   # torch's RNG: seeded by the run (and per worker)
             pixels = pixels[:, :, ::-1].copy()

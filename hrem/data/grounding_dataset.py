@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from hrem.data.readers.refs import RefObject, read_mask
 from hrem.data.tokenize import TokenBatch
+from hrem.utils.images import load_image_file
 
 # (image, box xyxy, mask | None) -> (pixels [3, S, S], box [4], mask [S, S] | None, meta); the caller passes
 # hrem.vision.letterbox.SampleLetterbox (data sits below grounding in the layering, so it is injected).
@@ -65,11 +66,11 @@ def load_item(ref: RefObject, sentence: str, prepare: Prepare, index: int) -> Gr
     """Read and letterbox one (object, sentence) sample."""
     box = ref_box_xyxy(ref)
     mask = read_mask(ref.mask_path) if ref.mask_path is not None else None
-    with Image.open(ref.image_path) as image:
-        if mask is not None and mask.shape != (image.height, image.width):
-            raise ValueError(f"{ref.mask_path}: expected a {image.height}x{image.width} mask like its image "
-                             f"{ref.image_path}, found {mask.shape[0]}x{mask.shape[1]}")
-        pixels, box_lb, mask_lb, meta = prepare(image, box, mask)
+    image = load_image_file(ref.image_path)      # pixel budget checked from the header before decoding
+    if mask is not None and mask.shape != (image.height, image.width):
+        raise ValueError(f"{ref.mask_path}: expected a {image.height}x{image.width} mask like its image "
+                         f"{ref.image_path}, found {mask.shape[0]}x{mask.shape[1]}")
+    pixels, box_lb, mask_lb, meta = prepare(image, box, mask)
     mask_lb = None if mask_lb is None else torch.from_numpy(np.asarray(mask_lb, dtype=np.uint8))
     box_lb = torch.from_numpy(np.asarray(box_lb, dtype=np.float32))
     return GroundingItem(torch.from_numpy(pixels), sentence, box_lb, mask_lb, meta, box, mask, index)

@@ -43,7 +43,7 @@ from hrem.index.info import (
     read_info,
     write_info,
 )
-from hrem.index.loading import check_against_manifest, load_index
+from hrem.index.loading import check_against_manifest, check_indexed_shards, load_index
 from hrem.index.ondisk import build_on_disk
 from hrem.index.sampling import read_sample
 from hrem.index.tune import TuneResult, drop_self, tune
@@ -132,7 +132,7 @@ def _append(emb_dir: Path, out_dir: Path, cfg: IndexBuildConfig, manifest: Manif
         raise ValueError(f"{out_dir / INDEX_JSON}: cannot append: the index is on_disk={old.on_disk}, "
                          f"modality={old.modality!r}, metric={old.metric!r}; asked for modality="
                          f"{cfg.modality!r}, metric={cfg.metric!r} (on-disk indices are rebuilt, not appended)")
-    _check_indexed_shards(old, manifest, out_dir)
+    check_indexed_shards(old, manifest, out_dir)
     indexed = {s.name for s in old.shards}
     new = [r.name for r in manifest.records(cfg.modality) if r.name not in indexed]
     if not new:
@@ -152,15 +152,6 @@ def _append(emb_dir: Path, out_dir: Path, cfg: IndexBuildConfig, manifest: Manif
         return _commit(out_dir, staging, index, info, start)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _check_indexed_shards(old: IndexInfo, manifest: Manifest, out_dir: Path) -> None:
-    for shard in old.shards:
-        record = manifest.shard(old.modality, shard.name)
-        if record is None or record.sha256 != shard.sha256:
-            found = record.sha256 if record else "no such shard"
-            raise ValueError(f"{out_dir / INDEX_JSON}: shard {old.modality}/{shard.name} was indexed with sha256 "
-                             f"{shard.sha256}, the manifest now has {found}; rebuild the index (without --append)")
 
 
 def tune_on_queries(index: faiss.Index, emb_dir: Path, cfg: IndexBuildConfig, manifest: Manifest,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import faiss
 
-from hrem.index.info import INDEX_FAISS, IndexInfo, read_info
+from hrem.index.info import INDEX_FAISS, INDEX_JSON, IndexInfo, read_info
 from hrem.index.params import apply_params
 from hrem.store import Manifest, load_manifest
 from hrem.utils.files import sha256_file_cached
@@ -72,6 +72,16 @@ def check_against_manifest(info: IndexInfo, manifest: Manifest, where: str) -> N
                          f"has {manifest.dim}")
 
 
+def check_indexed_shards(info: IndexInfo, manifest: Manifest, index_dir: Path) -> None:
+    """The manifest must still list every shard the index was built from, with the same SHA-256."""
+    for shard in info.shards:
+        record = manifest.shard(info.modality, shard.name)
+        if record is None or record.sha256 != shard.sha256:
+            found = record.sha256 if record else "no such shard"
+            raise ValueError(f"{index_dir / INDEX_JSON}: shard {info.modality}/{shard.name} was indexed with sha256 "
+                             f"{shard.sha256}, the manifest now has {found}; rebuild the index (without --append)")
+
+
 def load_index(index_dir: str | Path, mmap: bool = False, emb_dir: str | Path | None = None,
                ) -> tuple[faiss.Index, IndexInfo]:
     """The FAISS index of `index_dir` with its tuned parameters applied, and its validated IndexInfo."""
@@ -89,4 +99,4 @@ def load_index(index_dir: str | Path, mmap: bool = False, emb_dir: str | Path | 
     return index, info
 
 
-__all__ = ["check_against_manifest", "load_index", "read_faiss_file"]
+__all__ = ["check_against_manifest", "check_indexed_shards", "load_index", "read_faiss_file"]

@@ -28,9 +28,9 @@ import pyarrow.compute as pc
 
 from hrem.index.exact import exact_search
 from hrem.index.info import IndexInfo
-from hrem.index.loading import load_index
+from hrem.index.loading import check_indexed_shards, load_index
 from hrem.index.params import exhaustive, index_kind, search_parameters
-from hrem.store import read_metadata, select_ids
+from hrem.store import load_manifest, read_metadata, select_ids, shard_path
 from hrem.utils.files import sha256_file_cached
 
 Filter = pc.Expression | np.ndarray | list | None
@@ -41,7 +41,7 @@ class VectorSearcher:
                  exact_filter_rows: int = 4096) -> None:
         self.index, self.info = load_index(index_dir, mmap=mmap, emb_dir=emb_dir)
         self.emb_dir = Path(emb_dir) if emb_dir is not None else Path(self.info.embeddings.path)
-        verify_indexed_shards(self.emb_dir, self.info)
+        verify_indexed_shards(self.emb_dir, self.info, Path(index_dir))
         self.modality = self.info.modality
         self.exact_filter_rows = exact_filter_rows
 
@@ -108,12 +108,13 @@ class VectorSearcher:
                              f"rebuild the index with `hrem index`") from None
 
 
-def verify_indexed_shards(emb_dir: Path, info: IndexInfo) -> None:
-    """Every shard the index was built from must still be there with the SHA-256 index.json records, so
-    that the ids and metadata a search returns are the rows that were indexed (an edited key or a dropped
-    row would otherwise be returned as is, or end in a missing-id error). Hashed once per file version."""
+def verify_indexed_shards(emb_dir: Path, info: IndexInfo, index_dir: Path) -> None:
+    """Every shard the index was built from must still be listed and on disk with its SHA-256, so that the
+    ids and metadata a search returns are the rows that were indexed (an edited key or a dropped row would
+    otherwise be returned as is, or end in a missing-id error). Hashed once per file version and process."""
+    check_indexed_shards(info, load_manifest(emb_dir), index_dir)
     for shard in info.shards:
-        path = emb_dir / info.modality / shard.name
+        path = shard_path(emb_dir, info.modality, shard.name)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; the index was built from it (index.json lists it); "
                                     f"rebuild the index or point --embeddings at the right folder")

@@ -3,9 +3,9 @@ holder is gone.
 
 Why a file and not only `fcntl.flock`: the lock must say *who* holds it (command, pid, host, start time) so
 that the second job's error tells the user what to wait for, and it must survive for inspection while the
-job runs. `flock` on the same file is what makes taking it race-free between two processes on one host;
-the pid check is what recognises a lock left behind by a job killed with -9 (the kernel drops the flock
-then, so a stale file is simply taken over)."""
+job runs. `flock` on the same file is what makes taking it race-free between two processes on one host,
+and what recognises a lock left behind by a job killed with -9: the kernel drops the flock with the
+process, so a stale file is simply taken over (no pid guessing)."""
 from __future__ import annotations
 
 import fcntl

@@ -53,7 +53,7 @@ def precomp_sources(data: Path, split: str) -> dict[str, Source]:
     name = precomp_split(split)
     raw = read_precomp(data, name)
     image_ids = np.asarray(raw.image_ids, np.int64)
-    check_non_negative(image_ids, lambda row: _ids_line(data / f"{name}_ids.txt", row, len(image_ids)))
+    check_non_negative(image_ids, lambda row: f"{_ids_line(data / f'{name}_ids.txt', row, len(image_ids))}: id")
     keys = [f"{name}_ims.npy#{row}" for row in range(len(image_ids))]
     cap_image = image_ids[np.asarray(raw.caption_image, np.int64)]
     desc = {"format": "precomp", "folder": str(data), "split": name, "features_shape": list(raw.features.shape)}
@@ -64,11 +64,11 @@ def precomp_sources(data: Path, split: str) -> dict[str, Source]:
 
 def _check_karpathy_ids(json_path: Path, split: str, raw, image_ids: np.ndarray) -> None:
     rows = f"{json_path}: images of split {split!r}"
-    check_non_negative(image_ids, lambda r: f"{rows}, row {r + 1} ({raw.image_paths[r]})", "imgid")
+    check_non_negative(image_ids, lambda r: f"{rows}, row {r + 1} ({raw.image_paths[r]}): imgid")
     caption_ids = np.asarray(raw.caption_ids, np.int64)
     image_of = np.asarray(raw.caption_image, np.int64)
     check_non_negative(caption_ids, lambda c: f"{rows}, row {image_of[c] + 1} ({raw.image_paths[image_of[c]]}), "
-                                              f"caption {c + 1} of the split", "sentid (missing reads as -1)")
+                                              f"caption {c + 1} of the split: sentid (missing reads as -1)")
 
 
 def _ids_line(path: Path, row: int, n_images: int) -> str:

@@ -22,6 +22,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from hrem.data.sources.source import check_non_negative
+
 IMAGE_COLUMNS = ("image", "image_path", "path", "filepath", "file_name", "filename")
 CAPTION_COLUMNS = ("caption", "text", "sentence")
 FEATURE_COLUMN = "features"
@@ -131,10 +133,7 @@ def _checked_ids(path: Path, name: str, column: pa.Array, first_row: int) -> np.
         row = first_row + 1 + column.is_null().to_numpy(zero_copy_only=False).argmax()
         raise ValueError(f"{path}: column '{name}', row {row}: expected an integer id, found an empty value")
     values = _whole_numbers(path, name, column.to_numpy(zero_copy_only=False), first_row)
-    negative = np.flatnonzero(values < 0)
-    if negative.size:
-        raise ValueError(f"{path}: column '{name}', row {first_row + 1 + negative[0]}: expected a non-negative "
-                         f"integer id, found {values[negative[0]]} ({negative.size} negative id(s) in all)")
+    check_non_negative(values, lambda row: f"{path}: column '{name}', row {first_row + 1 + row}")
     return values
 
 

@@ -69,11 +69,12 @@ def check_unique(ids: np.ndarray, where: str) -> None:
                      f"e.g. id -> rows {rows}")
 
 
-def check_non_negative(ids: np.ndarray, where: Callable[[int], str], field_name: str = "id") -> None:
-    """Raise ValueError at the first negative id, `where(row)` naming its file and row: ids are non-negative
-    int64 because FAISS returns -1 for "no result", so a negative id would be indexed but never found."""
+def check_non_negative(ids: np.ndarray, where: Callable[[int], str]) -> None:
+    """Raise ValueError at the first negative id, `where(row)` naming its file, row and field: ids are
+    non-negative int64 because FAISS returns -1 for "no result", so a negative id would be indexed but
+    never found."""
     negative = np.flatnonzero(np.asarray(ids) < 0)
     if negative.size:
         row = int(negative[0])
-        raise ValueError(f"{where(row)}: {field_name}: expected a non-negative integer id, found {int(ids[row])} "
+        raise ValueError(f"{where(row)}: expected a non-negative integer id, found {int(ids[row])} "
                          f"({negative.size} negative id(s) in all)")
