@@ -248,3 +248,21 @@ def test_convert_refuses_existing_output_and_overwrite_replaces_it(tmp_path, cap
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "conversion.json", "model.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no staging left
     load_run(out)
+
+
+def test_training_datasets_apply_the_budget(huge_png):
+    # The grounding and detector training sets decode through the same budget: a huge file fails from its
+    # header with the file named, before a 169 M-pixel allocation.
+    from hrem.data.detection_dataset import DetectionRecord, DetectionSet
+    from hrem.data.grounding_dataset import load_item
+    from hrem.data.readers.refs import RefObject
+
+    ref = RefObject(ref_id=0, image_id=0, image_path=huge_png, bbox_xywh=(0.0, 0.0, 10.0, 10.0),
+                    category="circle", sentences=("the circle",), mask_path=None)
+    with pytest.raises(ImageTooLarge, match="169,000,000 pixels"):
+        load_item(ref, "the circle", prepare=None, index=0)
+    record = DetectionRecord(image_path=huge_png, boxes=np.zeros((1, 4), np.float32),
+                             labels={"object": np.zeros(1, np.int64)})
+    detection = DetectionSet([record], size=64, prepare=None, to_letterbox=None)
+    with pytest.raises(ImageTooLarge, match=str(huge_png.name)):
+        detection[0]
