@@ -11,6 +11,9 @@ _LAZY = {
     "create_model": "hrem.factory",
     "list_models": "hrem.factory",
     "load_card": "hrem.factory",
+    "load": "hrem.pipeline.load",                  # a shipped name or run dir -> the loaded model
+    "resolve_model": "hrem.utils.registry",
+    "shipped_models": "hrem.utils.registry",
 }
 
 

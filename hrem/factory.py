@@ -26,7 +26,8 @@ from hrem.model import build_hrem
 from hrem.relation.instance import HREMCriterion
 from hrem.utils.device import score_dtype
 from hrem.utils.files import sha256_file
-from hrem.utils.paths import CARDS_DIR, resolve_model_dir, resolve_text_model_path
+from hrem.utils.paths import CARDS_DIR, resolve_text_model_path
+from hrem.utils.registry import PACKAGED_PREFIX, find_shipped, resolve_model, shipped_models
 from hrem.vision.preprocess import LetterboxPreprocessor
 from hrem.config.detector import DetectorCard
 from hrem.config.grounding import MCNCard
@@ -81,8 +82,16 @@ def _resolve_card_source(name_or_path: str | Path) -> Path:
     cards = _card_files()
     if str(name_or_path) in cards:
         return cards[str(name_or_path)]
-    raise ValueError(f"unknown model card '{name_or_path}': expected one of {sorted(cards)}, a card JSON file "
-                     f"or a run directory with config.json")
+    shipped = find_shipped(str(name_or_path).removeprefix(PACKAGED_PREFIX))
+    if shipped is not None:
+        return shipped.path / "config.json"              # a shipped checkpoint's card
+    if path.is_dir() or len(path.parts) > 1:              # a path: listing card names would not help
+        found = "a directory without config.json" if path.is_dir() else "no such file"
+        raise ValueError(f"model card '{name_or_path}': expected a card JSON file or a run directory with "
+                         f"config.json, found {found}")
+    raise ValueError(f"unknown model card '{name_or_path}': expected a card name (one of {sorted(cards)}), a "
+                     f"shipped checkpoint name ({', '.join(m.name for m in shipped_models())}), a card JSON "
+                     f"file or a run directory with config.json")
 
 
 def apply_overrides(data: dict, overrides: Mapping[str, Any], where: str) -> dict:
@@ -110,8 +119,9 @@ def card_from_dict(data: Any, where: str = "card") -> Any:
 
 
 def load_card(name_or_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Any:
-    """A packaged card by name, a card JSON file, or a run directory's config.json; `overrides` maps dotted
-    field names to values (e.g. {"text.backbone": "/models/bert-base-uncased"})."""
+    """A packaged card by name, a card JSON file, a run directory's config.json, or the card of a shipped
+    checkpoint ('demo-grounding', 'packaged:NAME'; a card name wins when both exist, e.g. 'demo');
+    `overrides` maps dotted field names to values (e.g. {"text.backbone": "/models/bert-base-uncased"})."""
     source = _resolve_card_source(name_or_path)
     data = load_json(source)
     if overrides:
@@ -249,10 +259,10 @@ def create_image_preprocessor(card: Any, model: nn.Module | None = None) -> Any:
 
 def load_region_detector(path: str | Path, device: torch.device | str = "cpu",
                          input_size: int | None = None) -> nn.Module:
-    """A RegionDetector (hrem.vision.regions) in eval mode: an hrem detector run directory or
-    'packaged:NAME' (config.json with "kind": "detector"), or a local transformers object-detection
-    directory (config.json with "model_type")."""
-    model_dir = resolve_model_dir(str(path), "detector")
+    """A RegionDetector (hrem.vision.regions) in eval mode: an hrem detector run directory, a shipped
+    detector name ('shapes-detector', or 'packaged:NAME'; hrem.utils.registry), or a local transformers
+    object-detection directory (config.json with "model_type")."""
+    model_dir = resolve_model(path, "detector")
     config = load_json(model_dir / "config.json")
     if isinstance(config, dict) and "kind" in config:
         card = card_from_dict(config, str(model_dir / "config.json"))

@@ -19,6 +19,7 @@ LAYERS = [
     {"factory"},
     {"checkpoint"},
     {"pipeline", "train", "serve"},
+    {"jobs"},       # library job functions: wire pipeline (evaluators) and train (trainers) together
     {"cli"},
 ]
 LAYER_OF = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -3,7 +3,7 @@ the query, judged from the scene graphs by the independent evaluator (hrem.eval.
 
 The queries were fixed from the scene graphs before the model was trained (one attribute, one relation, one
 count query, each true of >= 17 test images). Two of them miss the aim (>= 4 of 5) and are strict xfails,
-so that a model that fixes them turns this test red until the marks are removed (README, "The demo on
+so that a model that fixes them turns this test red until the marks are removed (docs/results.md, "The demo on
 region features", says why they miss)."""
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from hrem.checkpoint.run import run_fingerprint
 from hrem.config.base import load_json
 from hrem.factory import load_region_detector
 from hrem.utils.files import sha256_file, sha256_json
-from hrem.utils.paths import resolve_model_dir
+from hrem.utils.registry import resolve_model
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -28,7 +28,7 @@ class LoadedDetector:
 def detector_fingerprint(path: str | Path) -> str:
     """hrem detector runs: their run fingerprint (card + weights); transformers folders: SHA-256 over
     config.json and the weights file."""
-    model_dir = resolve_model_dir(str(path), "detector")
+    model_dir = resolve_model(path, "detector")
     if "kind" in load_json(model_dir / "config.json"):
         return run_fingerprint(model_dir)
     files = [model_dir / "config.json"] + [model_dir / n for n in HF_WEIGHT_FILES if (model_dir / n).is_file()]
@@ -37,6 +37,7 @@ def detector_fingerprint(path: str | Path) -> str:
 
 def load_detector(path: str | Path, device: torch.device | str = "cpu",
                   input_size: int | None = None) -> LoadedDetector:
-    model_dir = resolve_model_dir(str(path), "detector")
+    """A detector run directory, a shipped name ('shapes-detector') or a transformers detector folder."""
+    model_dir = resolve_model(path, "detector")
     return LoadedDetector(load_region_detector(model_dir, device, input_size), detector_fingerprint(model_dir),
                           model_dir)

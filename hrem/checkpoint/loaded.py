@@ -1,6 +1,6 @@
-"""A retrieval run directory -> model, tokenizer, preprocessor and the identity (fingerprint) that the
-embeddings manifest and index.json record: the one way the embed job, `hrem evaluate`, the Searcher and
-the web server load a retrieval model."""
+"""A retrieval run directory (or a shipped name such as 'demo') -> model, tokenizer, preprocessor and the
+identity (fingerprint) that the embeddings manifest and index.json record: the one way the embed job,
+`hrem evaluate`, the Searcher and the web server load a retrieval model."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +14,7 @@ import torch
 from hrem.checkpoint.run import card_sha256, load_run, run_fingerprint
 from hrem.factory import create_image_preprocessor, create_tokenizer, load_card
 from hrem.utils.files import sha256_file
+from hrem.utils.registry import resolve_model
 
 WEIGHTS_FILE = "model.safetensors"
 
@@ -48,9 +49,12 @@ class LoadedModel:
         return getattr(self.card.image, "feature_dim", None)
 
 
-def load_model(run_dir: str | Path, device: torch.device, dtype: torch.dtype | None = None) -> LoadedModel:
-    """Load a run directory (config.json + model.safetensors) in eval mode via hrem.checkpoint.load_run."""
-    run_dir = Path(run_dir)
+def load_model(run_dir: str | Path, device: torch.device | str = "cpu",
+               dtype: torch.dtype | None = None) -> LoadedModel:
+    """Load a retrieval model in eval mode via hrem.checkpoint.load_run: a run directory (config.json +
+    model.safetensors) or a shipped name ('demo', 'packaged:NAME'; hrem.utils.registry)."""
+    run_dir = resolve_model(run_dir, "retrieval")
+    device = torch.device(device)
     model, card, fingerprint = load_run(run_dir, device=device, dtype=dtype)
     model.eval()
     preprocess = create_image_preprocessor(card, model) if card.image.kind != "regions" else None
@@ -68,6 +72,6 @@ class ModelIdentity:
 
 
 def model_identity(run_dir: str | Path) -> ModelIdentity:
-    run_dir = Path(run_dir)
+    run_dir = resolve_model(run_dir, "retrieval")
     card = load_card(run_dir)
     return ModelIdentity(run_fingerprint(run_dir), card_sha256(card), sha256_file(run_dir / WEIGHTS_FILE), card)

@@ -14,6 +14,7 @@ import os
 import sys
 
 from hrem import __version__
+from hrem.cli.config_file import apply_config_file
 from hrem.utils.logging import setup_logging
 
 # Order = order in `hrem --help`. Modules are imported lazily only to build their parser; heavy imports
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        apply_config_file(parser, argv)   # --config FILE: its values become defaults, under the flags given
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"hrem: error: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hrem.cli.options import add_out_argument
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -15,7 +17,7 @@ def register(subparsers) -> None:
                     "was trained with) as --text-model; hrem never downloads it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("src", type=Path, help="official checkpoint file (e.g. runs/f30k/model_best.pth)")
-    p.add_argument("--out", required=True, type=Path, help="run directory to write")
+    add_out_argument(p, required=True)
     p.add_argument("--text-model", required=True,
                    help="local Hugging Face directory of the text backbone (config.json + tokenizer files)")
     p.add_argument("--card-name", default=None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hrem.cli.options import HelpFormatter, add_out_argument, add_split_argument, add_workers_argument
+
 DESCRIPTION = """Datasets. `shapes` writes the ShapesRef demo dataset (images + Karpathy JSON for
 retrieval, RefCOCO-style JSON + PNG masks for grounding, scene graphs); `contact-sheet` draws a few scenes
 with their captions, expressions, boxes and mask outlines; `check` reads every split back through the
@@ -13,18 +15,20 @@ readers and reports counts."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="generate, inspect and check datasets", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
 
     shapes = commands.add_parser("shapes", help="generate ShapesRef", formatter_class=fmt,
-                                 description="Generate the ShapesRef demo dataset (deterministic by seed).")
-    shapes.add_argument("--out", required=True, type=Path, help="output folder (must not exist unless --overwrite)")
+                                 description="Generate the ShapesRef demo dataset (deterministic by seed) into "
+                                             "the folder --out, which must not exist unless --overwrite. "
+                                             "Workers default: one per CPU (1 below 200 images).")
+    add_out_argument(shapes, required=True)
     shapes.add_argument("--images", type=int, default=10000, help="total images, split 80/10/10")
     shapes.add_argument("--train", type=int, help="train images (overrides the --images split)")
     shapes.add_argument("--dev", type=int, help="dev (val) images (overrides the --images split)")
     shapes.add_argument("--test", type=int, help="test images (overrides the --images split)")
     shapes.add_argument("--size", type=int, default=128, help="image side in pixels")
     shapes.add_argument("--seed", type=int, default=0, help="random seed")
-    shapes.add_argument("--workers", type=int, default=None, help="worker processes; None = one per CPU (1 below 200 images)")
+    add_workers_argument(shapes)
     shapes.add_argument("--caption-version", type=int, default=2, choices=(1, 2),
                         help="captions: 2 = version 2 (they pin down their image), 1 = the first, generic ones "
                              "(images, masks and refs are identical)")
@@ -32,10 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shapes.set_defaults(func=run_shapes)
 
     sheet = commands.add_parser("contact-sheet", help="draw scenes with their texts", formatter_class=fmt,
-                                description="A PNG grid of scenes with captions, expressions, boxes and masks.")
+                                description="A PNG grid (the file --out) of scenes with captions, expressions, "
+                                            "boxes and masks.")
     sheet.add_argument("--data", required=True, type=Path, help="a ShapesRef folder")
-    sheet.add_argument("--out", required=True, type=Path, help="output PNG")
-    sheet.add_argument("--split", default="test", help="train, dev (= val) or test")
+    add_out_argument(sheet, required=True)
+    add_split_argument(sheet)
     sheet.add_argument("--n", type=int, default=6, help="number of scenes")
     sheet.set_defaults(func=run_contact_sheet)
 
@@ -45,10 +50,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "where the text is outside the grammar), check each against every image's scene graph "
                     "(hrem.eval.shapes_truth, independent of the generator), and report the expected R@1/5/10 "
                     "and rsum of an oracle that ranks the true items first in random order: the best a "
-                    "retrieval model can do from what the captions say.")
+                    "retrieval model can do from what the captions say. --out: write the report as JSON to "
+                    "that file.")
     ceiling.add_argument("--data", required=True, type=Path, help="a ShapesRef folder")
-    ceiling.add_argument("--split", default="test", help="train, dev (= val) or test")
-    ceiling.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
+    add_split_argument(ceiling)
+    add_out_argument(ceiling)
     ceiling.set_defaults(func=run_ceiling)
 
     check = commands.add_parser("check", help="read a ShapesRef folder back and count", formatter_class=fmt,

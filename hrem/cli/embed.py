@@ -6,6 +6,18 @@ from __future__ import annotations
 
 import argparse
 
+from hrem.cli.options import (
+    HelpFormatter,
+    add_batch_size_argument,
+    add_device_argument,
+    add_out_argument,
+    add_precision_argument,
+    add_progress_argument,
+    add_split_argument,
+    add_threads_argument,
+    add_workers_argument,
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -16,26 +28,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "through as metadata) into Parquet shards + manifest.json + failures.parquet. Shards are "
                     "written atomically; re-running the same command skips complete shards, so a killed job "
                     "resumes. With no --data/--model/--out: the embedded demo.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--data", help="input folder or listing file")
-    parser.add_argument("--model", help="run (checkpoint) directory")
-    parser.add_argument("--out", help="embeddings directory to write")
-    parser.add_argument("--split", default="test", help="split of a folder input (train, dev/val, test, testall)")
+    parser.add_argument("--model", help="retrieval run directory or shipped name, e.g. demo (see `hrem models`)")
+    add_out_argument(parser)
+    add_split_argument(parser)
     parser.add_argument("--modalities", default="", help="comma list of images, captions (default: all the input has)")
     parser.add_argument("--shard-size", type=int, nargs=2, default=[10_000, 50_000], metavar=("IMAGES", "CAPTIONS"),
                         help="items per shard for images and for captions")
-    parser.add_argument("--batch-size", type=int, default=128, help="encoder batch size")
-    parser.add_argument("--workers", type=int, default=2, help="image-decoding worker processes")
+    add_batch_size_argument(parser)
+    add_workers_argument(parser)
+    add_precision_argument(parser)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16"], help="stored embedding dtype")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
+    add_device_argument(parser)
     parser.add_argument("--engine", default="local", choices=["local", "ray"], help="where shard tasks run")
     parser.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
     parser.add_argument("--ray-actors", type=int, default=0, help="Ray actors (0 = one per GPU, else per CPU)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per encoder (0 = default)")
+    add_threads_argument(parser)
     parser.add_argument("--image-root", default=None, help="root of relative image paths (default: input folder)")
     parser.add_argument("--overwrite", action="store_true", help="replace a directory made from another input/model")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -44,20 +57,22 @@ def run(args: argparse.Namespace) -> int:
     if not any(given):
         from hrem.pipeline.demo import run_demo
 
-        return run_demo(show_progress=not args.no_progress)
+        return run_demo(show_progress=args.progress)
     if not all(given):
         raise ValueError("hrem embed: give all of --data, --model and --out (or none of them for the demo)")
     from hrem.config.base import from_dict
     from hrem.pipeline.embed import run_embed
     from hrem.pipeline.embed.config import EmbedConfig
 
-    cfg = from_dict(EmbedConfig, {
-        "data": args.data, "model": args.model, "out": args.out, "split": args.split,
+    values = {  # None: EmbedConfig's default (batch 128, workers 2)
+        "data": args.data, "model": args.model, "out": str(args.out), "split": args.split,
         "modalities": [m.strip() for m in args.modalities.split(",") if m.strip()],
         "image_shard_size": args.shard_size[0], "caption_shard_size": args.shard_size[1],
         "batch_size": args.batch_size, "workers": args.workers, "dtype": args.dtype, "device": args.device,
+        "precision": args.precision,
         "engine": args.engine, "ray_address": args.ray_address, "ray_actors": args.ray_actors,
-        "threads": args.threads, "image_root": args.image_root, "overwrite": args.overwrite}, where="hrem embed")
-    summary = run_embed(cfg, show_progress=not args.no_progress)
+        "threads": args.threads, "image_root": args.image_root, "overwrite": args.overwrite}
+    cfg = from_dict(EmbedConfig, {k: v for k, v in values.items() if v is not None}, where="hrem embed")
+    summary = run_embed(cfg, show_progress=args.progress)
     print("\n".join(summary.lines()))
     return 0

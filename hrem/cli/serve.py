@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hrem.cli.options import add_device_argument
+
 log = logging.getLogger(__name__)
 
 DEMO_INDEX = Path("hrem-out/demo/index")
@@ -20,23 +22,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
         help="web page + JSON API for search with grounding",
-        description="Serve a search page and a JSON API (/api/search?q=&k=, /api/image/{id}, /api/ground?id=&q=, "
-                    "/healthz) over an index built by `hrem index`. Without --index it serves the embedded "
-                    "demo (hrem-out/demo/index; built first with the shipped demo checkpoint when missing). "
+        description="Serve a search page and a JSON API (/api/search?q=&k=&filter=, POST /api/search with a "
+                    "query image, /api/similar?id=, /api/image/{id}, /api/ground?id=&q=, /healthz) over an index built by "
+                    "`hrem index`. Without --index it serves the embedded demo (hrem-out/demo/index; built first "
+                    "with the shipped demo checkpoint when missing). "
                     "Needs the serve extra: pip install 'hrem[serve]'.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--index", default=None, help="index directory or folder with images/ + captions/ "
                                                        "(default: the embedded demo)")
-    parser.add_argument("--grounding", default=None, help="grounding run directory (default: the shipped demo "
-                                                           "grounding model when present; 'none' disables)")
-    parser.add_argument("--model", default=None, help="retrieval run directory (default: recorded at embed time)")
+    parser.add_argument("--grounding", default=None, help="grounding run directory or shipped name (default: "
+                                                           "demo-grounding when present; 'none' disables)")
+    parser.add_argument("--model", default=None, help="retrieval run directory or shipped name, e.g. demo "
+                                                       "(default: recorded at embed time)")
     parser.add_argument("--corpus-root", default=None, help="folder the image keys are relative to "
                                                              "(default: recorded in the embeddings manifest)")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 exposes it)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--mmap", action="store_true", help="memory-map the FAISS index instead of reading it")
-    parser.add_argument("--device", default="cpu", help="auto, cpu or cuda:N for the models")
+    add_device_argument(parser)   # of the query encoder and the grounding model
     parser.add_argument("--max-k", type=int, default=100, help="largest k a request may ask for")
     parser.add_argument("--max-query-chars", type=int, default=300, help="longest query text accepted")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per model call before 504")
@@ -47,13 +51,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(beyond, 503; /healthz exempt)")
     parser.add_argument("--read-timeout", type=float, default=5.0,
                         help="seconds a client has to send a whole request (also: idle keep-alive, stalled reads)")
+    parser.add_argument("--max-upload-mb", type=float, default=8.0,
+                        help="largest query image body accepted (MiB); its pixels are capped at 16 M")
     parser.set_defaults(func=run)
 
 
 def search_function(searcher: Any):
-    def search(query: str, k: int) -> list[dict[str, Any]]:
-        return [hit.as_dict() for hit in searcher.search_text([query], k=k)[0]]
+    def search(query: str, k: int, filter: Any = None) -> list[dict[str, Any]]:
+        return [hit.as_dict() for hit in searcher.search_text([query], k=k, filter=filter)[0]]
     return search
+
+
+def image_search_function(searcher: Any):
+    """(PIL image, k) -> image -> image hits, or None when the model reads precomputed features, not pixels."""
+    if searcher.model.preprocess is None:
+        log.warning("model %s reads precomputed region features: image queries (POST /api/search) answer 501",
+                    searcher.model.run_dir.name)
+        return None
+
+    def image_search(image: Any, k: int, filter: Any = None) -> list[dict[str, Any]]:
+        return [hit.as_dict() for hit in searcher.search_image([image], k=k, filter=filter, target="images")[0]]
+    return image_search
+
+
+def similar_function(searcher: Any):
+    def similar(image_id: int, k: int, filter: Any = None) -> list[dict[str, Any]]:
+        return [hit.as_dict() for hit in searcher.search_similar([image_id], k=k, filter=filter)[0]]
+    return similar
 
 
 def grounding_function(run_dir: Path, device: Any):
@@ -94,7 +118,8 @@ def create_app(index_dir: str | Path, grounding_run: str | Path | None = None, l
     info = {"index": Path(index_dir).name, "images": int(images.info.ntotal), "dim": int(images.dim),
             "factory": images.info.factory, "grounding_run": Path(grounding_run).name if grounding_run else None}
     backend = Backend(search_function(searcher), images.emb_dir, ground,
-                      Path(corpus_root) if corpus_root else None, info)
+                      Path(corpus_root) if corpus_root else None, info,
+                      image_search=image_search_function(searcher), similar=similar_function(searcher))
     return build_app(backend, limits)
 
 
@@ -116,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
 
     limits = ServeLimits(max_k=args.max_k, default_k=min(20, args.max_k), max_query_chars=args.max_query_chars,
                          timeout_s=args.timeout, workers=args.workers, queue=args.queue,
-                         read_timeout_s=args.read_timeout, max_connections=args.max_connections)
+                         read_timeout_s=args.read_timeout, max_connections=args.max_connections,
+                         max_upload_bytes=int(args.max_upload_mb * 2**20))
     grounding = None if args.grounding == "none" else (args.grounding or default_grounding_run())
     if grounding is None:
         log.warning("no grounding model: results are served without box/mask (pass --grounding RUN)")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 IOU_THRESHOLD = 0.5
+COMBINED_SCORE = "ap50+attributes"   # box AP50 + joint attribute accuracy (both in %): one number to select by
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""MCN-style grounding: REC box + RES mask with GARAN, CEM and ASNLS (see the README section "Grounding model").
+"""MCN-style grounding: REC box + RES mask with GARAN, CEM and ASNLS (see docs/grounding.md).
 
 model = build_mcn(card, device="cpu")            # card: hrem.config.grounding.MCNCard
 tokenizer = build_mcn_tokenizer(card)

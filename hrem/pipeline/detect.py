@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from hrem.data.detection_dataset import DetectionRecord, DetectionSet, collate_detection
-from hrem.eval.detection import ImageDetections, ImageObjects, detection_report
+from hrem.eval.detection import COMBINED_SCORE, ImageDetections, ImageObjects, detection_report
 from hrem.utils.device import autocast
 from hrem.vision.letterbox import box_to_letterbox, letterbox_image
 
@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class DetectorEvaluator:
-    """Callable: detector -> report dict (+ "rsum" = AP50 + joint attribute accuracy, the score the
-    training loop selects by)."""
+    """Callable: detector -> report dict (+ "ap50+attributes" = AP50 + joint attribute accuracy, the
+    detector jobs' default selection metric)."""
 
     def __init__(self, records: Sequence[DetectionRecord], size: int, object_names: Sequence[str],
                  device: torch.device, batch_size: int = 64, workers: int = 0, precision: str = "fp32") -> None:
@@ -48,7 +48,7 @@ class DetectorEvaluator:
     def __call__(self, model: torch.nn.Module) -> dict:
         detections, objects = self.detections(model)
         report = detection_report(detections, objects, self.object_names)
-        report["rsum"] = report["ap50"] + report["attribute_accuracy"]["all"]
+        report[COMBINED_SCORE] = report["ap50"] + report["attribute_accuracy"]["all"]
         return report
 
 

@@ -21,6 +21,8 @@ from hrem.data.tokenize import TextTokenizer
 from hrem.eval import evaluate_retrieval, write_report
 from hrem.pipeline.encode import EncodeOptions, encode_captions, encode_images
 from hrem.utils.files import atomic_path
+from hrem.utils.paths import ASSETS_DIR
+from hrem.utils.registry import shipped_models
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +88,20 @@ def save_sims(path: Path, img: np.ndarray, cap: np.ndarray, rows_per_block: int 
         del sims
 
 
+def default_report_dir(model_dir: Path, split: str) -> Path:
+    """RUN/eval-<split>; a shipped checkpoint's folder lives inside the installed package, which is no place
+    for user output (and may be read-only), so its reports go to hrem-out/eval/<name>-<split>."""
+    shipped = [m.name for m in shipped_models() if m.path.resolve() == model_dir.resolve()]
+    if shipped or ASSETS_DIR.resolve() in model_dir.resolve().parents:
+        return Path("hrem-out") / "eval" / f"{shipped[0] if shipped else model_dir.name}-{split}"
+    return model_dir / f"eval-{split}"
+
+
 def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str, protocols: Sequence[str],
                  out_dir: str | Path | None, options: EncodeOptions, with_sims: bool = False,
                  image_root: str | Path | None = None, index_dir: str | Path | None = None) -> dict[str, Any]:
-    """Load RUN, encode `split` of `data_dir`, write the report into `out_dir` (default RUN/eval-<split>)."""
+    """Load RUN (a run directory or a shipped name such as 'demo'), encode `split` of `data_dir`, write the
+    report into `out_dir` (default: default_report_dir)."""
     loaded = load_model(run_dir, options.device)
     card, fingerprint = loaded.card, loaded.fingerprint
     data = open_retrieval_split(data_dir, split, image_root)
@@ -101,7 +113,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str, protocol
     img, cap = evaluator.embed(loaded.model)
     encode_seconds = time.perf_counter() - started
     results = evaluate_retrieval(img, cap, data.caption_image, evaluator.protocols)
-    out = Path(out_dir) if out_dir else Path(run_dir) / f"eval-{split}"
+    out = Path(out_dir) if out_dir else default_report_dir(loaded.run_dir, split)
     meta = {"model": str(run_dir), "model_fingerprint": fingerprint, "card": card.name, "data": str(data_dir),
             "format": data.format, "dataset": data.dataset, "split": split, "n_images": data.num_images,
             "n_captions": len(data.captions), "precision": options.precision,

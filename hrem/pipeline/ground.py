@@ -34,6 +34,7 @@ from hrem.eval.rle import rle_encode
 from hrem.grounding import GroundingModel, build_mcn_tokenizer, letterbox_image
 from hrem.utils.images import load_image_file
 from hrem.utils.paths import ASSETS_DIR
+from hrem.utils.registry import resolve_model
 from hrem.vision.letterbox import SampleLetterbox
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,13 @@ class Grounder:
     @classmethod
     def load(cls, run_dir: str | Path | None = None, device: torch.device | str = "cpu",
              batch_size: int = 8) -> Grounder:
-        """A grounding run directory (config.json of kind "mcn" + model.safetensors); None = the demo."""
-        run_dir = Path(run_dir) if run_dir is not None else DEMO_GROUNDING_DIR
+        """A grounding run directory (config.json of kind "mcn" + model.safetensors) or a shipped name
+        ('demo-grounding', 'packaged:NAME'; hrem.utils.registry); None = the shipped demo."""
+        try:
+            run_dir = resolve_model(run_dir if run_dir is not None else DEMO_GROUNDING_DIR, "grounding")
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"grounding model not available: {exc}; or train one with "
+                                    f"`{TRAIN_COMMAND}`") from None
         if not (run_dir / "model.safetensors").is_file():
             raise FileNotFoundError(f"{run_dir}: grounding model not available (no model.safetensors); train "
                                     f"one with `{TRAIN_COMMAND}` and pass it with --grounding-model")

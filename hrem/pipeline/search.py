@@ -3,12 +3,20 @@
     searcher = Searcher.load("hrem-out/demo/index")              # model dir from the embeddings manifest
     hits = searcher.search_text(["a red circle left of a blue square"], k=5)
     hits[0][0].id, hits[0][0].score, hits[0][0].key, hits[0][0].metadata
-    hits = searcher.search_text(["two green triangles"], k=5, filter=pc.field("split") == "test")
-    hits = searcher.search_image(["img.png"], k=5)                # against the captions index
+    hits = searcher.search_text(["two green triangles"], k=5, filter="split = 'test' and width >= 100")
+    hits = searcher.search_image(["img.png"], k=5)                # image -> captions (captions index)
+    hits = searcher.search_image(["img.png"], k=5, target="images")   # image -> images (images index)
+    hits = searcher.search_similar([42], k=5)                     # "more like this": stored image 42
 
 Index layout accepted by `load`: an index directory (`index.json` + `index.faiss`, built by `hrem index`
 over one modality), or a folder holding `images/` and/or `captions/` index directories (what the demo
-writes). Text queries search the images index; image queries search the captions index.
+writes). Text queries search the images index; image queries search the captions index (image -> text)
+or the images index (image -> image). Query images go through hrem.pipeline.query_images (pixel budget,
+the card's own preprocessing; region rows for precomputed-feature cards).
+
+A `filter` (every search_* method) is filter-language text such as "split = 'test' and width >= 100"
+(hrem.store.where, docs/filters.md: parsed and checked against the searched index's metadata columns,
+never run as code), a pyarrow expression, or an array of allowed ids.
 
 Loading validates, with errors naming the files: each index against its index.json and the embeddings
 manifest (hrem.index.load_index: model fingerprint, dim, file size); every shard recorded in index.json
@@ -25,8 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import torch
 
 from hrem.checkpoint.loaded import LoadedModel, load_model
@@ -34,10 +40,13 @@ from hrem.data.collate import collate_images
 from hrem.index import VectorSearcher
 from hrem.index.info import INDEX_JSON, read_info
 from hrem.pipeline.encode import EncodeOptions, encode_captions, encode_image_batch
+from hrem.pipeline.query_images import query_inputs
 from hrem.pipeline.search_eval import index_dirs
-from hrem.store import load_manifest
+from hrem.store import EMBEDDING, embeddings_to_numpy, load_manifest, read_metadata
 
 log = logging.getLogger(__name__)
+
+IMAGE_TARGETS = ("images", "captions")   # what an image query searches: image -> image, image -> text
 
 
 @dataclass(frozen=True)
@@ -53,21 +62,6 @@ class SearchHit:
         if self.grounding is not None:
             out["grounding"] = self.grounding.as_dict()   # {"box": [x1, y1, x2, y2], "score", "mask_rle"}
         return out
-
-
-def parse_filter(expression: str | None) -> pc.Expression | None:
-    """A pyarrow expression from text, e.g. "pc.field('split') == 'test'" (pc, ds and field in scope)."""
-    if not expression:
-        return None
-    try:
-        # The expression is the caller's own input (like a SQL WHERE typed at a prompt); builtins stay
-        # available because pyarrow needs __import__ when it converts Python scalars.
-        value = eval(expression, {"pc": pc, "ds": ds, "field": pc.field})
-    except Exception as exc:  # noqa: BLE001 -- report any syntax/name error as a usage error
-        raise ValueError(f"--filter {expression!r}: not a valid pyarrow expression ({exc})") from None
-    if not isinstance(value, pc.Expression):
-        raise ValueError(f"--filter {expression!r}: expected a pyarrow expression, found {type(value).__name__}")
-    return value
 
 
 def check_index_current(searcher: VectorSearcher, where: Path) -> None:
@@ -131,16 +125,11 @@ class Searcher:
         return encode_captions(self.model.model, [str(q) for q in queries], self.model.tokenizer, self.options)
 
     def encode_images(self, images: Sequence[Any]) -> np.ndarray:
-        """Paths / PIL images / uint8 arrays (grid models) or [R, F] region features (region models)."""
-        if self.model.preprocess is not None:
-            tensors = [self.model.preprocess(image) for image in images]
-        else:
-            tensors = [torch.as_tensor(np.asarray(f, dtype=np.float32)) for f in images]
-            bad = [i for i, t in enumerate(tensors) if t.dim() != 2 or t.shape[1] != self.model.feature_dim]
-            if bad:
-                raise ValueError(f"images: region features must be [R, {self.model.feature_dim}]; "
-                                 f"positions {bad} are not")
-        return encode_image_batch(self.model.model, collate_images(tensors), self.options)
+        """Paths / PIL images / uint8 arrays (pixel cards) or [R, F] rows / .npy files (regions cards)."""
+        inputs = query_inputs(self.model, images)
+        size = self.options.batch_size
+        return np.concatenate([encode_image_batch(self.model.model, collate_images(inputs[i:i + size]), self.options)
+                               for i in range(0, len(inputs), size)])
 
     # -- search -------------------------------------------------------------------------------------
     def search_text(self, queries: Sequence[str], k: int = 10, filter: Any = None, ground: bool = False,
@@ -164,9 +153,27 @@ class Searcher:
             log.info("wrote %d overlay(s) to %s", len(written), visualize)
         return [[dataclasses.replace(h, grounding=g) for h, g in zip(row, gs)] for row, gs in zip(hits, found)]
 
-    def search_image(self, images: Sequence[Any], k: int = 10, filter: Any = None) -> list[list[SearchHit]]:
-        """Captions for each image query (needs a captions index)."""
-        return self.search_vectors(self.encode_images(images), "captions", k, filter)
+    def search_image(self, images: Sequence[Any], k: int = 10, filter: Any = None,
+                     target: str = "captions") -> list[list[SearchHit]]:
+        """Captions (target="captions", image -> text) or images (target="images", image -> image) for each
+        image query; the filter is over the target's metadata columns."""
+        if target not in IMAGE_TARGETS:
+            raise ValueError(f"target: expected one of {IMAGE_TARGETS}, found {target!r}")
+        return self.search_vectors(self.encode_images(images), target, k, filter)
+
+    def search_similar(self, image_ids: Sequence[int], k: int = 10, filter: Any = None) -> list[list[SearchHit]]:
+        """"More like this": images nearest to stored images, by their embeddings in the Parquet store (no
+        image file or model call needed); each query image itself is left out of its own results."""
+        ids = [int(i) for i in image_ids]
+        hits = self.search_vectors(self.stored_vectors("images", ids), "images", k + 1, filter)
+        return [[h for h in row if h.id != own][:k] for own, row in zip(ids, hits)]
+
+    def stored_vectors(self, modality: str, ids: Sequence[int]) -> np.ndarray:
+        """[len(ids), D] embeddings of stored items, in the order given (KeyError naming unknown ids)."""
+        if modality not in self.indices:
+            raise ValueError(f"no {modality} index loaded (have {sorted(self.indices)})")
+        table = read_metadata(self.indices[modality].emb_dir, modality, ids, [EMBEDDING])
+        return embeddings_to_numpy(table.column(EMBEDDING), f"{modality} embeddings")
 
     def search_vectors(self, vectors: np.ndarray, modality: str, k: int = 10,
                        filter: Any = None) -> list[list[SearchHit]]:

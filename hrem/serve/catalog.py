@@ -1,4 +1,5 @@
-"""Metadata the page shows next to a hit: the image key by id, and a few captions of each image.
+"""Metadata the page shows next to a hit: the image key by id, and a few captions of each image; and the
+images' metadata columns a search filter may use.
 
 Both come from the embeddings directory through `hrem.store` (no model, no FAISS). Captions are grouped by
 `image_id` once at start-up when the captions modality has at most `max_caption_rows` rows; a larger
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from hrem.store import count_rows, load_manifest, read_metadata, select_ids
+from hrem.store import count_rows, load_manifest, metadata_schema, read_metadata, select_ids
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class Catalog:
         self.emb_dir = Path(emb_dir)
         self.manifest = load_manifest(self.emb_dir)
         self.caption_rows = count_rows(self.emb_dir, "captions", self.manifest)
+        self.image_columns = metadata_schema(self.emb_dir, "images", self.manifest)   # what a filter may use
         self._captions: dict[int, list[str]] | None = None
         if 0 < self.caption_rows <= max_caption_rows:
             self._captions = self._group_captions(None)

@@ -16,6 +16,8 @@ Reading (index, eval, search):
     iter_embeddings(emb_dir, "images", batch_rows=65536) -> (ids, float32 vectors) batches
     read_metadata(emb_dir, "images", ids, columns) -> pyarrow.Table in the order of `ids`
     select_ids(emb_dir, "images", pc.field("split") == "test") -> matching ids
+    select_ids(emb_dir, "images", "split = 'test' and width >= 100") -> the same from filter text
+    parse_where(text, schema=None) -> pc.Expression (hrem.store.where: the safe filter language)
     count_rows, read_rows_at, find_duplicate_ids, load_manifest, manifest_sha256
 """
 from hrem.store.failures import FAILURES, Failure, read_failures, record_failures
@@ -35,18 +37,22 @@ from hrem.store.reader import (
                                  find_duplicate_ids,
                                  iter_embeddings,
                                  iter_shard_batches,
+                                 metadata_schema,
                                  read_metadata,
                                  read_rows_at,
                                  select_ids,
 )
 from hrem.store.schema import EMBEDDING, build_table, check_schema, embeddings_to_numpy
 from hrem.store.shards import check_shard, shard_name, shard_path, verify_shard, write_shard
+from hrem.store.where import MAX_FILTER_CHARS, FilterError, parse_where
 
 __all__ = [
                                  "EMBEDDING",
                                  "FAILURES",
                                  "MANIFEST",
+                                 "MAX_FILTER_CHARS",
                                  "Failure",
+                                 "FilterError",
                                  "Manifest",
                                  "ModelRef",
                                  "ShardRecord",
@@ -60,8 +66,10 @@ __all__ = [
                                  "iter_shard_batches",
                                  "load_manifest",
                                  "manifest_sha256",
+                                 "metadata_schema",
                                  "new_manifest",
                                  "parse_manifest",
+                                 "parse_where",
                                  "read_failures",
                                  "read_metadata",
                                  "read_rows_at",

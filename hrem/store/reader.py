@@ -6,8 +6,9 @@
 - `read_rows_at(emb_dir, modality, shard, positions)` reads the rows at given positions of one shard,
   touching only the row groups that contain them (training samples, tuning queries).
 - `read_metadata(emb_dir, modality, ids, columns)` returns the rows for result ids, in the order asked.
-- `select_ids(emb_dir, modality, expression)` evaluates a pyarrow compute expression on the metadata
-  columns and returns the ids of the matching rows (metadata filters for search).
+- `select_ids(emb_dir, modality, expression)` evaluates a pyarrow compute expression or a filter-language
+  text (hrem.store.where) on the metadata columns and returns the ids of the matching rows (metadata
+  filters for search); `metadata_schema` gives the columns such a filter may use.
 - `count_rows`, `find_duplicate_ids` (error naming both shards).
 
 Every shard is checked against the manifest (dim, dtype, row count) before it is used. Parquet is read with
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 from hrem.store.manifest import Manifest, ShardRecord, load_manifest
 from hrem.store.schema import EMBEDDING, check_schema, embeddings_to_numpy, ids_to_numpy
 from hrem.store.shards import shard_path
+from hrem.store.where import parse_where
 
 
 def _records(manifest: Manifest, modality: str, shards: Sequence[str] | None,
@@ -131,11 +133,24 @@ def read_metadata(emb_dir: str | Path, modality: str, ids: Iterable[int], column
     return table.take(pa.array(order[slots]))
 
 
-def select_ids(emb_dir: str | Path, modality: str, expression: pc.Expression,
+def metadata_schema(emb_dir: str | Path, modality: str, manifest: Manifest | None = None) -> pa.Schema:
+    """The columns a filter may use: the shards' schema without the embedding column."""
+    return _filterable(_dataset(emb_dir, modality, manifest or load_manifest(emb_dir)).schema)
+
+
+def _filterable(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f for f in schema if f.name != EMBEDDING])
+
+
+def select_ids(emb_dir: str | Path, modality: str, expression: pc.Expression | str,
                manifest: Manifest | None = None) -> np.ndarray:
-    """Sorted unique ids of the rows where `expression` (e.g. pc.field("split") == "test") is true."""
+    """Sorted unique ids of the rows where `expression` is true: a pyarrow expression
+    (pc.field("split") == "test") or filter-language text ("split = 'test'", hrem.store.where; checked
+    against the shards' columns and types)."""
     manifest = manifest or load_manifest(emb_dir)
     dataset = _dataset(emb_dir, modality, manifest)
+    if isinstance(expression, str):
+        expression = parse_where(expression, _filterable(dataset.schema))
     try:
         table = dataset.to_table(columns=["id"], filter=expression, use_threads=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # Row groups of 8192 rows: at 1024-d float32 one group is 32 MiB, the unit a reader has to hold in memory.
 ROW_GROUP_ROWS = 8192
 # zstd: about 5% smaller than uncompressed for float32 vectors, much smaller for ids/keys/metadata, and
-# no slower to read (see the README section on the store for the measurement).
+# no slower to read (see docs/index.md for the measurement).
 COMPRESSION = "zstd"
 
 

@@ -41,6 +41,8 @@ class TrainConfig:
                                              # once per step; hrem option, the reference samples captions)
     text_cache_file: str | None = None       # share those states across runs: loaded when present, written
                                              # at the end of a run when absent (hrem.encoders.feature_cache)
+    selection_metric: str = "rsum"           # key of the dev evaluator's scores that picks the best model
+                                             # (higher is better); recorded in the training state
 
     def validate(self) -> None:
         require(self.lr > 0, f"lr: expected > 0, found {self.lr}")
@@ -58,6 +60,8 @@ class TrainConfig:
         require(self.workers >= 0, f"workers: expected >= 0, found {self.workers}")
         require(all(0 < f < 1 for f in self.decay_fractions),
                 f"decay_fractions: expected fractions in (0, 1), found {self.decay_fractions}")
+        require(bool(self.selection_metric.strip()),
+                f"selection_metric: expected the name of a dev score such as 'rsum', found {self.selection_metric!r}")
         require(not self.decay_fractions or self.max_iters is not None or self.time_budget_min is not None,
                 "decay_fractions: expected a budget to take fractions of (max_iters or time_budget_min), "
                 "found neither")

@@ -53,7 +53,7 @@ class DetectorBestSaver:
 
 def build_detector_trainer(card: DetectorCard, records: Sequence[DetectionRecord], run_dir: str | Path,
                            config: TrainConfig, device: torch.device, evaluate: Evaluator,
-                           extra_args: dict | None = None) -> DetectorTrainer:
+                           extra_args: dict | None = None, show_progress: bool = True) -> DetectorTrainer:
     run_dir = Path(run_dir)
     record_or_check_args(run_dir, card, config, extra_args or {})
     torch.manual_seed(config.seed)   # model initialisation depends on the seed only
@@ -62,4 +62,4 @@ def build_detector_trainer(card: DetectorCard, records: Sequence[DetectionRecord
     log.info("training detector card '%s' on %d images (%d objects); %d parameters", card.name, len(records),
              sum(len(r.boxes) for r in records), sum(p.numel() for p in model.parameters()))
     return DetectorTrainer(model, nn.Module(), dataset, collate_detection, config, device, run_dir, evaluate,
-                           DetectorBestSaver(run_dir, card))
+                           DetectorBestSaver(run_dir, card), show_progress)

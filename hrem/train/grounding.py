@@ -7,8 +7,8 @@ batch. The criterion recombines the model's loss terms with the ablation switche
 without CEM) and holds the training-only parts of the optional components (transfer nets, loss weights);
 checkpoints are the model's alone, the training state keeps the criterion too.
 
-The dev evaluator passed in returns a dict whose "rsum" entry is the selection score (the Trainer keeps
-the best by that key); for grounding it is Acc@0.5 + mIoU on the dev split.
+The dev evaluator passed in returns the dev split's grounding scores; the Trainer keeps the best by
+`config.selection_metric` (hrem.jobs.train_grounding: "acc@0.5+miou" for the joint task by default).
 """
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ class GroundingBestSaver:
 def build_grounding_trainer(card: MCNCard, train_refs: Sequence[RefObject], run_dir: str | Path,
                             config: TrainConfig, task: GroundingTask, device: torch.device,
                             evaluate: Evaluator, kmeans: bool = True,
-                            extra_args: dict | None = None) -> GroundingTrainer:
+                            extra_args: dict | None = None, show_progress: bool = True) -> GroundingTrainer:
     """Everything wired for `trainer.resume(); trainer.run()`; the best dev model lands in run_dir."""
     run_dir = Path(run_dir)
     dataset = GroundingTrainSet(train_refs, SampleLetterbox(card.input_size), card.input_size)
@@ -85,4 +85,4 @@ def build_grounding_trainer(card: MCNCard, train_refs: Sequence[RefObject], run_
     log.info("training MCN card '%s' (task %s, CEM %s) on %d referred objects; %d trainable parameters",
              card.name, task.task, "on" if task.uses_cem else "off", len(dataset), n_train)
     return GroundingTrainer(model, criterion, dataset, GroundingCollate(build_mcn_tokenizer(card)), config,
-                            device, run_dir, evaluate, GroundingBestSaver(run_dir, card))
+                            device, run_dir, evaluate, GroundingBestSaver(run_dir, card), show_progress)

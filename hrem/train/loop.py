@@ -1,8 +1,11 @@
 """The training loop: AdamW groups, step decay, clipping, autocast, NaN skip, dev selection, resume.
 
 The loop knows nothing about datasets on disk or about how the dev split is scored: it is given a
-caption dataset + collate, an `evaluate(model) -> {"rsum": ..., ...}` callable (the CLI wires the
-dev-split evaluator of hrem.pipeline) and a `save_best(model)` callable (hrem.checkpoint.save_run).
+caption dataset + collate, an `evaluate(model) -> {name: score, ...}` callable (the jobs in hrem.jobs wire
+the dev-split evaluators of hrem.pipeline) and a `save_best(model)` callable (hrem.checkpoint.save_run).
+The best model is the one with the highest `config.selection_metric` entry of those scores ("rsum" for
+retrieval; the grounding and detector jobs name their own); the metric is kept in the training state, and
+resuming with another one is refused, since the saved best was chosen by the old one.
 Every `save_every` iterations and at each epoch end it writes `training_state.pt`; a new Trainer on the
 same run directory resumes from it with `resume()`.
 """
@@ -41,15 +44,16 @@ SaveBest = Callable[[nn.Module], None]
 class Trainer:
     def __init__(self, model: nn.Module, criterion: nn.Module, dataset: Dataset, collate: Callable,
                  config: TrainConfig, device: torch.device | str, run_dir: str | Path,
-                 evaluate: Evaluator, save_best: SaveBest) -> None:
+                 evaluate: Evaluator, save_best: SaveBest, show_progress: bool = True) -> None:
         self.model, self.criterion, self.dataset, self.collate = model, criterion, dataset, collate
+        self.show_progress = show_progress
         self.config, self.device, self.run_dir = config, torch.device(device), Path(run_dir)
         self.evaluate, self.save_best = evaluate, save_best
         self.optimizer = build_optimizer(model, criterion, config)
         self.clip_params = trainable_params(model, criterion)
         use_scaler = config.precision == "fp16" and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        self.position = LoopPosition()
+        self.position = LoopPosition(selection_metric=config.selection_metric)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         # a dataset of image groups (hrem.data.datasets.ImageGroupDataset) batches fewer items of 5 captions
         self.sampler_batch = int(getattr(dataset, "items_per_batch", config.batch_size))
@@ -63,14 +67,31 @@ class Trainer:
         if not (self.run_dir / STATE_FILE).is_file():
             return False
         payload = load_training_state(self.run_dir)
-        self.position = apply_training_state(payload, self.model, self.criterion, self.optimizer)
+        position = apply_training_state(payload, self.model, self.criterion, self.optimizer)
+        self.position = self._check_selection_metric(position)
         if self.scaler is not None and payload["scaler"]:
             self.scaler.load_state_dict(payload["scaler"])
         self._seconds_before = self.position.train_seconds
-        log.info("resuming %s at epoch %d, batch %d/%d, iteration %d (best dev rsum %.2f)", self.run_dir,
+        log.info("resuming %s at epoch %d, batch %d/%d, iteration %d (best dev %s %.2f)", self.run_dir,
                  self.position.epoch, self.position.step_in_epoch, self.steps_per_epoch,
-                 self.position.iteration, self.position.best_rsum)
+                 self.position.iteration, self.position.selection_metric, self.position.best_score)
         return True
+
+    def _check_selection_metric(self, position: LoopPosition) -> LoopPosition:
+        """The saved best model was chosen by the state's metric: continuing by another would compare
+        numbers of different kinds, so that is refused."""
+        wanted = self.config.selection_metric
+        if position.selection_metric is None:
+            # written before the metric was recorded: its best is what the command selected by then, which
+            # is what the same command (its default metric) selects by now
+            log.info("%s/%s records no selection metric (an older state); its best score %.2f is taken as "
+                     "dev %s", self.run_dir, STATE_FILE, position.best_score, wanted)
+            position.selection_metric = wanted
+        if position.selection_metric != wanted:
+            raise ValueError(f"{self.run_dir}/{STATE_FILE}: this run selects its best model by "
+                             f"{position.selection_metric!r}, this command by {wanted!r}; resume with selection "
+                             f"metric {position.selection_metric!r} or use a new run directory")
+        return position
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self) -> LoopPosition:
@@ -87,9 +108,9 @@ class Trainer:
         if self.position.last_eval_iteration != self.position.iteration:
             self._evaluate()
         self._save_state()
-        log.info("training stopped (%s) at epoch %d, iteration %d; best dev rsum %.2f at iteration %d",
+        log.info("training stopped (%s) at epoch %d, iteration %d; best dev %s %.2f at iteration %d",
                  reason or "all epochs done", self.position.epoch, self.position.iteration,
-                 self.position.best_rsum, self.position.best_iteration)
+                 self.config.selection_metric, self.position.best_score, self.position.best_iteration)
         return self.position
 
     def _stop_reason(self) -> str | None:
@@ -120,7 +141,7 @@ class Trainer:
         self.criterion.train()
         loader = self._epoch_loader()
         bar = tqdm(loader, total=len(loader), initial=0, desc=f"epoch {self.position.epoch}",
-                   dynamic_ncols=True, mininterval=2.0)
+                   dynamic_ncols=True, mininterval=2.0, disable=not self.show_progress)
         for batch in bar:
             reason = self._stop_reason()
             if reason:
@@ -194,15 +215,27 @@ class Trainer:
         self.model.eval()
         started = time.perf_counter()
         scores = self.evaluate(self.model)
-        rsum = float(scores["rsum"])
+        metric = self.config.selection_metric
+        score = self._selection_score(scores)
         pos.last_eval_iteration = pos.iteration
-        improved = math.isfinite(rsum) and rsum > pos.best_rsum
+        improved = math.isfinite(score) and score > pos.best_score
         if improved:
-            pos.best_rsum, pos.best_iteration = rsum, pos.iteration
+            pos.best_score, pos.best_iteration = score, pos.iteration
             self.save_best(self.model)
         self.metrics.write("eval", split="dev", epoch=pos.epoch, iteration=pos.iteration, best=improved,
-                           seconds=round(time.perf_counter() - started, 2), **scores)
-        log.info("dev at iteration %d: rsum %.2f%s", pos.iteration, rsum, " (best so far, saved)" if improved else "")
+                           selection_metric=metric, seconds=round(time.perf_counter() - started, 2), **scores)
+        log.info("dev at iteration %d: %s %.2f%s", pos.iteration, metric, score,
+                 " (best so far, saved)" if improved else "")
+
+    def _selection_score(self, scores: dict) -> float:
+        metric = self.config.selection_metric
+        value = scores.get(metric)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            numeric = sorted(k for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+            # ValueError, not TypeError: a misnamed metric is the user's to fix (the CLI reports ValueErrors)
+            raise ValueError(f"selection metric {metric!r}: expected a number among the dev scores, found "  # noqa: TRY004
+                             f"{value!r}; the scores are {numeric}")
+        return float(value)
 
     def _save_state(self) -> None:
         self.position.train_seconds = self._elapsed()

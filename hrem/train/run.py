@@ -127,7 +127,7 @@ def save_text_cache(model: torch.nn.Module, card: Any, config: TrainConfig) -> N
 
 def build_trainer(card: Any, split: RetrievalSplit, preprocess: Callable | None, tokenizer: TextTokenizer,
                   run_dir: str | Path, config: TrainConfig, device: torch.device,
-                  evaluate: Evaluator) -> Trainer:
+                  evaluate: Evaluator, show_progress: bool = True) -> Trainer:
     check_data_matches_card(card, split)
     torch.manual_seed(config.seed)  # model initialisation depends on the seed only
     model = create_model(card, device=device)
@@ -150,4 +150,4 @@ def build_trainer(card: Any, split: RetrievalSplit, preprocess: Callable | None,
              "the criterion)", card.name, split.source, split.format, len(split.captions), split.num_images,
              n_train, sum(p.numel() for p in criterion.parameters()))
     return Trainer(model, criterion, dataset, collate, config, device, run_dir, evaluate,
-                   BestSaver(Path(run_dir), card))
+                   BestSaver(Path(run_dir), card), show_progress)

@@ -2,7 +2,8 @@
 
 Only tensors and primitives are stored (no pickled objects): model and criterion state dicts, the
 optimizer state dict, the grad-scaler state, the loop position (epoch, batch within the epoch,
-iteration), the best dev score, and the torch / numpy / python RNG states. Written atomically.
+iteration), the best dev score and the metric it measures, and the torch / numpy / python RNG states.
+Written atomically.
 """
 from __future__ import annotations
 
@@ -27,11 +28,26 @@ class LoopPosition:
     epoch: int = 0                 # current epoch (0-based)
     step_in_epoch: int = 0         # batches of `epoch` already done
     iteration: int = 0             # optimizer steps so far (drives the instance-relation warm-up)
-    best_rsum: float = -1.0
+    best_score: float = -1.0       # best dev value of `selection_metric` so far
     best_iteration: int = -1
     skipped_steps: int = 0         # non-finite losses skipped
     train_seconds: float = 0.0     # wall time spent training, over all resumed sessions
     last_eval_iteration: int = -1
+    selection_metric: str | None = None   # what best_score measures; None in states written before it was kept
+
+    @property
+    def best_rsum(self) -> float:
+        """The name best_score had when every trainer selected by a key called "rsum"."""
+        return self.best_score
+
+    @classmethod
+    def from_state(cls, position: dict[str, Any]) -> LoopPosition:
+        """The position stored in a training state, including states written before `best_rsum` became
+        `best_score` (their selection metric is unknown: None)."""
+        values = dict(position)
+        if "best_rsum" in values:
+            values.setdefault("best_score", values.pop("best_rsum"))
+        return cls(**values)
 
 
 def rng_state() -> dict[str, Any]:
@@ -78,4 +94,4 @@ def apply_training_state(payload: dict[str, Any], model: nn.Module, criterion: n
     criterion.load_state_dict(payload["criterion"])
     optimizer.load_state_dict(payload["optimizer"])
     restore_rng(payload["rng"])
-    return LoopPosition(**payload["position"])
+    return LoopPosition.from_state(payload["position"])

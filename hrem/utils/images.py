@@ -8,6 +8,7 @@ workers) or per call with `max_pixels`.
 """
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -54,20 +55,32 @@ def load_image_file(path: str | Path, mode: str = "RGB", max_pixels: int | None 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such image file")
+    return _decode(path, str(path), mode, max_pixels, None)
+
+
+def decode_image_bytes(data: bytes, where: str, mode: str = "RGB", max_pixels: int | None = None,
+                       formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Decode in-memory image bytes (an upload) like `load_image_file`: header, budget, then pixels.
+    `formats` (PIL names, e.g. ("PNG", "JPEG", "WEBP")) restricts the decoders PIL may try."""
+    return _decode(io.BytesIO(data), where, mode, max_pixels, formats)
+
+
+def _decode(source: Path | io.BytesIO, where: str, mode: str, max_pixels: int | None,
+            formats: tuple[str, ...] | None) -> Image.Image:
     try:
         # PIL's own bomb guard (warning above its MAX_IMAGE_PIXELS, error at twice that) is superseded by
         # our budget, which is checked right below from the same header.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
-                check_pixels(opened.width, opened.height, str(path), max_pixels)
+            with Image.open(source, formats=formats) as opened:
+                check_pixels(opened.width, opened.height, where, max_pixels)
                 return opened.convert(mode)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"{path}: {exc}; it exceeds the decoding budget of {pixel_budget(max_pixels):,} "
+        raise ImageTooLarge(f"{where}: {exc}; it exceeds the decoding budget of {pixel_budget(max_pixels):,} "
                             f"pixels") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        # truncated / corrupt data surfaces as OSError ("image file is truncated") or SyntaxError (bad
-        # chunk), an unknown format as UnidentifiedImageError
-        if isinstance(exc, FileNotFoundError | PermissionError):
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        # truncated / corrupt data surfaces as OSError ("image file is truncated"), SyntaxError (bad chunk)
+        # or ValueError (e.g. a bad WebP bitstream), an unknown format as UnidentifiedImageError
+        if isinstance(exc, FileNotFoundError | PermissionError | ImageTooLarge):
             raise
-        raise ImageUnreadable(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+        raise ImageUnreadable(f"{where}: not a readable image ({type(exc).__name__}: {exc})") from None

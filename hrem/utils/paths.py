@@ -41,19 +41,11 @@ def resolve_text_model_path(name_or_path: str) -> Path:
 
 
 def resolve_model_dir(name_or_path: str, what: str = "model") -> Path:
-    """'packaged:NAME' -> the shipped hrem/assets/NAME; else a local directory holding config.json."""
-    if name_or_path.startswith("packaged:"):
-        name = name_or_path.removeprefix("packaged:")
-        path = ASSETS_DIR / name
-        if not (path / "config.json").is_file():
-            shipped = sorted(p.name for p in ASSETS_DIR.iterdir() if (p / "config.json").is_file())
-            raise FileNotFoundError(f"{what} '{name_or_path}': no packaged model named {name!r}; shipped: {shipped}")
-        return path
-    path = Path(name_or_path).expanduser()
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{what} '{name_or_path}': expected a directory with config.json (or "
-                                f"packaged:NAME); hrem does not download models")
-    return path
+    """Kept for callers written before hrem.utils.registry: the same as resolve_model(name_or_path) (any
+    kind); `what` is no longer used. New code calls resolve_model with the kind it needs."""
+    from hrem.utils.registry import resolve_model  # the registry imports this module
+
+    return resolve_model(name_or_path)
 
 
 def refuse_overlap(out: str | Path, **inputs: str | Path | None) -> None:

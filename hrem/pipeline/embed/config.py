@@ -16,7 +16,7 @@ MODALITIES = ("images", "captions")
 @dataclass(frozen=True)
 class EmbedConfig:
     data: str                                   # ShapesRef/Karpathy folder, *_precomp folder or .parquet/.csv listing
-    model: str                                  # run (checkpoint) directory
+    model: str                                  # run (checkpoint) directory or shipped name ("demo")
     out: str                                    # embeddings directory
     split: str = "test"                         # split of a folder input (ignored for listings)
     modalities: tuple[str, ...] = ()            # which modalities to embed; () = all the input has
@@ -25,7 +25,7 @@ class EmbedConfig:
     batch_size: int = 128
     workers: int = 2                            # image-decoding worker processes per shard (0 = in-process)
     dtype: Literal["float32", "float16"] = "float32"   # stored embedding dtype
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # autocast precision of the encoders
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"  # encoders' autocast (auto: fp16 on CUDA)
     device: str = "auto"
     engine: Literal["local", "ray"] = "local"
     ray_address: str | None = None              # join an existing cluster; None = start a local one

@@ -1,7 +1,7 @@
 """The embed job: a corpus -> the embeddings directory of PRODUCT.md (Parquet shards + manifest.json +
 failures.parquet), streaming shard by shard, resumable after a kill at any moment.
 
-    summary = run_embed(EmbedConfig(data="shapes/", model="run/", out="emb/"))
+    summary = run_embed(EmbedConfig(data="shapes/", model="run/", out="emb/"))   # or model="demo"
 
 Steps: open the input (`hrem.data.sources`), plan shards (`plan`), open or resume the manifest
 (`manifest`; a different model or input in the same --out is refused unless --overwrite), run the
@@ -28,6 +28,7 @@ from hrem.pipeline.embed.runner import ShardResult, open_embed_sources
 from hrem.store import Manifest, read_failures
 from hrem.utils.locks import output_lock
 from hrem.utils.paths import refuse_overlap
+from hrem.utils.registry import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +62,12 @@ class EmbedSummary:
 
 
 def _absolute(cfg: EmbedConfig) -> EmbedConfig:
-    """Absolute paths, so Ray actors (other working directories) see the same files."""
-    def fix(p: str | None) -> str | None:
+    """Absolute paths, so Ray actors (other working directories) see the same files. The model is resolved
+    first: a shipped name ('demo') made absolute would become a path under the working directory."""
+    def fix(p: str | Path | None) -> str | None:
         return None if p is None else str(Path(p).expanduser().resolve())
-    return dataclasses.replace(cfg, data=fix(cfg.data), model=fix(cfg.model), out=fix(cfg.out),
-                               image_root=fix(cfg.image_root))
+    return dataclasses.replace(cfg, data=fix(cfg.data), model=fix(resolve_model(cfg.model, "retrieval")),
+                               out=fix(cfg.out), image_root=fix(cfg.image_root))
 
 
 def job_identity(cfg: EmbedConfig, input_fp: str) -> JobIdentity:

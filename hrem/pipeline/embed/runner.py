@@ -30,7 +30,7 @@ from hrem.pipeline.embed.inputs import (
 from hrem.pipeline.embed.plan import ShardTask
 from hrem.pipeline.encode import EncodeOptions, caption_batches, encode_caption_batch, encode_image_batch
 from hrem.store import Failure, ShardRecord, build_table, write_shard
-from hrem.utils.device import resolve_device
+from hrem.utils.device import resolve_device, resolve_precision
 from hrem.utils.timing import StageTimer
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ class ShardRunner:
             torch.set_num_threads(cfg.threads)
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
-        self.options = EncodeOptions(self.device, cfg.batch_size, cfg.workers, cfg.precision)
+        self.options = EncodeOptions(self.device, cfg.batch_size, cfg.workers,
+                                     resolve_precision(cfg.precision, self.device))
         self.loaded = loaded or load_model(cfg.model, self.device)
         self.sources = sources or open_embed_sources(cfg)
         _check_compatible(self.loaded, self.sources)

@@ -21,7 +21,7 @@ class RegionsConfig:
     workers: int = 2                    # image-decoding worker processes (0 = in-process)
     device: str = "auto"
     threads: int = 0                    # torch intra-op threads (0 = torch default)
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"   # autocast (auto: fp16 on CUDA)
     image_root: str | None = None       # root of relative image keys (default: the input folder)
     overwrite: bool = False             # replace a folder made with another detector / input / setting
 

@@ -28,7 +28,7 @@ from hrem.pipeline.regions.config import RegionsConfig
 from hrem.pipeline.regions.runner import RegionShardRunner
 from hrem.pipeline.regions.state import PARTS, RegionsState, open_state, shard_file, split_files
 from hrem.store import record_failures, shard_name
-from hrem.utils.device import resolve_device
+from hrem.utils.device import resolve_device, resolve_precision
 from hrem.utils.locks import output_lock
 from hrem.utils.paths import refuse_overlap
 from hrem.vision.region_rows import GEOMETRY_COLUMNS, row_width
@@ -123,7 +123,7 @@ def _run_locked(cfg: RegionsConfig, data: Path, out: Path, detector: torch.nn.Mo
     for split, sources in opened.items():
         _start_split(state, split, sources["images"], input_fingerprint(data, split, sources), cfg)
     runner = RegionShardRunner(detector.eval(), cfg.regions, cfg.geometry, cfg.batch_size, cfg.workers, device,
-                               cfg.precision)
+                               resolve_precision(cfg.precision, device))
     processed = _run_shards(state, opened, runner, cfg, show_progress)
     images = {}
     for split, sources in opened.items():

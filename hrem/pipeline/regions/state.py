@@ -63,8 +63,11 @@ def _clear(out: Path, previous: dict[str, Any]) -> None:
 
 
 def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    # The fingerprint identifies the detector; 'shapes-detector', 'packaged:shapes-detector' and the folder's
+    # path are spellings of one detector, so the recorded spelling alone must not refuse a resume.
+    same_detector = old.get("detector_fingerprint") == new.get("detector_fingerprint")
     return [f"{k}: folder has {old.get(k)!r}, this run has {new.get(k)!r}" for k in sorted(set(old) | set(new))
-            if old.get(k) != new.get(k)]
+            if old.get(k) != new.get(k) and not (k == "detector" and same_detector)]
 
 
 def open_state(out: Path, identity: dict[str, Any], layout: dict[str, Any], overwrite: bool) -> RegionsState:

@@ -1,5 +1,7 @@
 // The hrem search page: query -> /api/search -> grid; click -> /api/ground -> image + box + translucent mask.
-// Plain JS, no build step. User-provided text only ever goes through textContent / fillText.
+// An image (chosen or dropped anywhere on the page) is POSTed as the raw body to /api/search; "more like
+// this" on a card asks /api/similar?id=. Plain JS, no build step. User-provided text only ever goes through
+// textContent / fillText; the query image preview is a blob: URL (the CSP allows blob: images only).
 "use strict";
 (function () {
   const CANVAS_SIZE = 400;
@@ -13,8 +15,8 @@
     $("status").classList.toggle("error", Boolean(isError));
   }
 
-  async function getJson(url) {
-    const response = await fetch(url);
+  async function getJson(url, options) {
+    const response = await fetch(url, options);
     const body = await response.json().catch(function () { return { error: response.statusText }; });
     if (!response.ok) throw new Error(body.error || ("HTTP " + response.status));
     return body;
@@ -36,10 +38,69 @@
     img.loading = "lazy";
     const score = element("p", "score", "score " + hit.score.toFixed(3) + " ");
     score.appendChild(element("span", "rank", "#" + rank + " · id " + hit.id));
+    const more = element("button", "more", "more like this");
+    more.type = "button";
+    more.addEventListener("click", function (event) { event.stopPropagation(); similar(hit.id); });
     card.append(img, score);
     (hit.captions || []).slice(0, 2).forEach(function (text) { card.appendChild(element("p", "caption", text)); });
+    card.appendChild(more);
     card.addEventListener("click", function () { openDetail(hit, card); });
     return card;
+  }
+
+  function showResults(body, label) {
+    const grid = $("results");
+    grid.replaceChildren.apply(grid, body.results.map(function (hit, i) { return renderCard(hit, i + 1); }));
+    grid.dataset.count = body.results.length;
+    grid.dataset.query = label;
+    setStatus(body.results.length + " result(s) for " + body.query + " in " + body.took_ms + " ms");
+  }
+
+  // The query image beside the form; the <img> exists only while there is one (a src-less image never loads).
+  function showQueryImage(url, text) {
+    const figure = $("query-image");
+    if (figure.dataset.url) URL.revokeObjectURL(figure.dataset.url);
+    figure.dataset.url = url && url.startsWith("blob:") ? url : "";
+    figure.hidden = !url;
+    const old = $("query-preview");
+    if (old) old.remove();
+    if (url) {
+      const img = element("img");
+      img.id = "query-preview";
+      img.alt = "query image";
+      img.src = url;
+      figure.prepend(img);
+    }
+    $("query-label").textContent = text || "";
+  }
+
+  // Image -> images: the file itself is the request body; the server checks its bytes, size and pixels.
+  async function searchImage(file) {
+    if (!file) return;
+    lastQuery = "";
+    $("q").value = "";
+    $("detail").hidden = true;
+    showQueryImage(URL.createObjectURL(file), file.name || "dropped image");
+    setStatus("searching with the image…");
+    try {
+      showResults(await getJson("/api/search?" + new URLSearchParams({ k: $("k").value }),
+        { method: "POST", body: file, headers: { "Content-Type": file.type || "application/octet-stream" } }),
+        "image");
+    } catch (error) {
+      setStatus("image search failed: " + error.message, true);
+    }
+  }
+
+  async function similar(id) {
+    lastQuery = "";
+    $("detail").hidden = true;
+    showQueryImage("/api/image/" + id, "more like id " + id);
+    setStatus("searching for images like id " + id + "…");
+    try {
+      showResults(await getJson("/api/similar?" + new URLSearchParams({ id: id, k: $("k").value })), "similar");
+    } catch (error) {
+      setStatus("more like this failed: " + error.message, true);
+    }
   }
 
   async function search(event) {
@@ -47,14 +108,12 @@
     const q = $("q").value.trim();
     if (!q) return;
     lastQuery = q;
+    showQueryImage(null);
     setStatus("searching…");
     const params = new URLSearchParams({ q: q, k: $("k").value });
     try {
       const body = await getJson("/api/search?" + params);
-      const grid = $("results");
-      grid.replaceChildren.apply(grid, body.results.map(function (hit, i) { return renderCard(hit, i + 1); }));
-      grid.dataset.count = body.results.length;
-      setStatus(body.results.length + " result(s) for “" + body.query + "” in " + body.took_ms + " ms");
+      showResults(Object.assign({}, body, { query: "“" + body.query + "”" }), "text");
     } catch (error) {
       setStatus("search failed: " + error.message, true);
     }
@@ -119,13 +178,16 @@
     card.classList.add("selected");
     $("detail").hidden = false;
     $("overlay").dataset.overlay = "loading";
-    $("detail-info").textContent = "id " + hit.id + " · " + hit.key + " · grounding “" + lastQuery + "”…";
+    const grounded = lastQuery ? " · grounding “" + lastQuery + "”…" : "";
+    $("detail-info").textContent = "id " + hit.id + " · " + hit.key + grounded;
     const list = $("detail-captions");
     list.replaceChildren.apply(list, (hit.captions || []).map(function (t) { return element("li", "", t); }));
     const params = new URLSearchParams({ id: hit.id, q: lastQuery });
+    const grounding = lastQuery ? getJson("/api/ground?" + params)
+      : Promise.resolve({ failed: "an image query has no text to ground" });
     try {
       const [img, ground] = await Promise.all([loadImage(hit.image_url),
-        getJson("/api/ground?" + params).catch(function (error) { return { failed: error.message }; })]);
+        grounding.catch(function (error) { return { failed: error.message }; })]);
       const ok = !ground.failed;
       drawOverlay(img, ok ? ground : null, lastQuery);
       $("detail-info").textContent = "id " + hit.id + " · " + hit.key + " · " + (ok
@@ -139,7 +201,31 @@
   }
 
   $("search-form").addEventListener("submit", search);
+  $("image-file").addEventListener("change", function () {
+    const input = $("image-file");
+    searchImage(input.files[0]);
+    input.value = "";   // choosing the same file again must fire "change" again
+  });
+  $("pick-image").addEventListener("click", function () { $("image-file").click(); });
+  document.addEventListener("dragover", function (event) {
+    event.preventDefault();
+    document.body.classList.add("dragging");
+  });
+  document.addEventListener("dragleave", function (event) {
+    if (!event.relatedTarget) document.body.classList.remove("dragging");
+  });
+  document.addEventListener("drop", function (event) {
+    event.preventDefault();
+    document.body.classList.remove("dragging");
+    const files = event.dataTransfer && event.dataTransfer.files;
+    if (files && files.length && !$("pick-image").hidden) searchImage(files[0]);
+  });
   $("close").addEventListener("click", function () { $("detail").hidden = true; });
+  // Hide what this server cannot do (a features-only model takes no query images).
+  getJson("/healthz").then(function (health) {
+    $("pick-image").hidden = !health.image_search;
+    document.body.classList.toggle("no-similar", !health.similar);
+  }).catch(function () { /* the first search reports a server that is down */ });
   const initial = new URLSearchParams(window.location.search).get("q");
   if (initial) { $("q").value = initial; search(); }
 })();
