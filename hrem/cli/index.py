@@ -3,19 +3,21 @@ from __future__ import annotations
 
 import argparse
 
+from hrem.cli.options import add_out_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "index",
         help="build / append a FAISS index over an embeddings directory",
-        description="Build a FAISS index (index.faiss + index.json) over one modality of an embeddings "
+        description="Build a FAISS index (index.faiss + index.json in the folder --out) over one modality of an embeddings "
                     "directory. 'auto' picks Flat / HNSW / IVF from N, dim and --max-memory, trains IVF/PQ on "
                     "a uniform random sample of all shards, and tunes nprobe/efSearch on queries of the other "
                     "modality until recall@10 vs exact search reaches --target-recall.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--emb", required=True, help="embeddings directory (manifest.json + Parquet shards)")
-    parser.add_argument("--out", required=True, help="index directory to write")
+    add_out_argument(parser, required=True)
     parser.add_argument("--modality", default="images", choices=["images", "captions"], help="what to index")
     parser.add_argument("--factory", default="auto", help="'auto' or a FAISS factory string, e.g. HNSW32,Flat")
     parser.add_argument("--metric", default="ip", choices=["ip", "l2"], help="similarity")
@@ -26,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="cuda: IVF k-means on GPU")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training sample and tuning queries")
     parser.add_argument("--tune-queries", type=int, default=1000, help="held-out queries for tuning")
+    parser.add_argument("--engine", default="local", choices=["local", "ray"],
+                        help="ray: build the on-disk parts in parallel Ray tasks (implies --on-disk)")
+    parser.add_argument("--ray-address", default="", help="--engine ray: join this cluster (default: a local one)")
     parser.set_defaults(func=run)
 
 
@@ -37,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     config = from_dict(IndexBuildConfig, {
         "modality": args.modality, "factory": args.factory, "metric": args.metric, "max_memory": args.max_memory,
         "target_recall": args.target_recall, "append": args.append, "on_disk": args.on_disk,
-        "device": args.device, "seed": args.seed, "tune_queries": args.tune_queries}, where="hrem index")
+        "device": args.device, "seed": args.seed, "tune_queries": args.tune_queries,
+        "engine": args.engine, "ray_address": args.ray_address}, where="hrem index")
     info = build_index(args.emb, args.out, config)
     tuning = info.tuning
     lines = [
@@ -49,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
          f"{tuning.get('query_source')})"),
         f"QPS        {tuning.get('qps_batch')} batch, {tuning.get('qps_single')} single-query",
         f"build      {info.build_seconds:.1f} s, index.faiss {info.index_bytes / 2**20:.1f} MiB",
+        f"phases     {', '.join(f'{name} {sec:.1f} s' for name, sec in info.timings.items()) or '-'}",
+        *(f"candidate  {c['factory']}: pilot recall@10 {c['recall_at_10']} at {c['params']}, "
+          f"{c['qps_batch']} QPS -- {c['verdict']}" for c in info.candidates),
     ]
     print("\n".join(lines))
     return 0

@@ -49,6 +49,9 @@ class IndexBuildConfig:
     tune_queries: int = 1000                # held-out queries used for tuning and the recall/QPS report
     shards_per_part: int = 4                # on-disk build: shards added per part file before the merge
     threads: int = 0                        # faiss OpenMP threads; 0 = leave FAISS's default
+    engine: Literal["local", "ray"] = "local"  # ray: the part files of an on-disk build as Ray tasks
+    ray_address: str = ""                   # engine ray: join this cluster ("" = start a local one)
+    pilot_rows: int = 100_000               # auto under a budget: database sample each candidate is tuned on
 
     def validate(self) -> None:
         require(bool(re.fullmatch(r"[A-Za-z0-9_\-]+", self.modality)),
@@ -56,12 +59,15 @@ class IndexBuildConfig:
         require(bool(self.factory.strip()), "factory: expected 'auto' or a FAISS factory string, found ''")
         require(0.0 < self.target_recall <= 1.0,
                 f"target_recall: expected a value in (0, 1], found {self.target_recall}")
-        for name in ("batch_rows", "train_rows_per_list", "max_train_rows", "tune_queries", "shards_per_part"):
+        for name in ("batch_rows", "train_rows_per_list", "max_train_rows", "tune_queries", "shards_per_part",
+                     "pilot_rows"):
             value = getattr(self, name)
             require(value > 0, f"{name}: expected a positive integer, found {value}")
         require(self.threads >= 0, f"threads: expected >= 0, found {self.threads}")
         require(not (self.append and self.on_disk),
                 "append and on_disk: appending to an on-disk (merged) index is not supported; rebuild it")
+        require(not (self.engine == "ray" and self.append),
+                "engine ray: builds the parts of an on-disk index; --append runs locally (drop --engine ray)")
         parse_memory(self.max_memory)
 
     @property

@@ -30,9 +30,10 @@ import numpy as np
 
 from hrem.config.base import from_dict
 from hrem.config.index import IndexBuildConfig
-from hrem.index.choose import FactoryChoice, choose_factory, estimate_bytes, is_ivf_factory
-from hrem.index.construct import add_shards, make_index, require_gpu, train_index
+from hrem.index.choose import FactoryChoice, budget_candidates, choose_factory, estimate_bytes, is_ivf_factory
+from hrem.index.construct import add_shards, make_index, require_gpu, train_index, train_rows
 from hrem.index.exact import exact_search_stream
+from hrem.index.fill import fill_index
 from hrem.index.info import (
     INDEX_FAISS,
     INDEX_JSON,
@@ -44,7 +45,8 @@ from hrem.index.info import (
     write_info,
 )
 from hrem.index.loading import check_against_manifest, check_indexed_shards, load_index
-from hrem.index.ondisk import build_on_disk
+from hrem.index.pilot import choose_by_pilot
+from hrem.index.preflight import part_rows, preflight
 from hrem.index.sampling import read_sample
 from hrem.index.tune import TuneResult, drop_self, tune
 from hrem.store import Manifest, find_duplicate_ids, iter_embeddings, load_manifest, manifest_sha256
@@ -88,37 +90,67 @@ def remove_leftovers(out_dir: Path) -> int:
 
 
 def plan_factory(cfg: IndexBuildConfig, n: int, dim: int) -> FactoryChoice:
-    """auto -> choose_factory; an explicit string is kept, switched to on-disk when it exceeds the budget."""
+    """auto -> choose_factory; an explicit string is kept, switched to on-disk when it exceeds the budget.
+    --engine ray builds the parts of an on-disk index, so it implies --on-disk."""
+    on_disk = cfg.on_disk or cfg.engine == "ray"
     if cfg.factory == "auto":
-        choice = choose_factory(n, dim, cfg.max_memory_bytes, cfg.target_recall, ivf_only=cfg.on_disk)
-        reason = choice.reason + ("; lists kept on disk (--on-disk)" if cfg.on_disk else "")
-        return dataclasses.replace(choice, on_disk=choice.on_disk or cfg.on_disk, reason=reason)
+        choice = choose_factory(n, dim, cfg.max_memory_bytes, cfg.target_recall, ivf_only=on_disk)
+        reason = choice.reason + ("; lists kept on disk (--on-disk)" if on_disk else "")
+        return dataclasses.replace(choice, on_disk=choice.on_disk or on_disk, reason=reason)
     need = estimate_bytes(cfg.factory, n, dim)
     over = need > cfg.max_memory_bytes and is_ivf_factory(cfg.factory)
     reason = (f"explicit factory; ~{need / 2**30:.2f} GiB exceeds --max-memory {cfg.max_memory}, so its "
-              f"inverted lists are built on disk") if over and not cfg.on_disk else None
-    return FactoryChoice(cfg.factory, need, reason or "explicit factory", on_disk=cfg.on_disk or over)
+              f"inverted lists are built on disk") if over and not on_disk else None
+    return FactoryChoice(cfg.factory, need, reason or "explicit factory", on_disk=on_disk or over)
+
+
+def pilot_choice(choice: FactoryChoice, cfg: IndexBuildConfig, emb_dir: Path, manifest: Manifest,
+                 shards: list[str], queries: QuerySet, timings: dict[str, float],
+                 ) -> tuple[FactoryChoice, list[dict]]:
+    """auto with an IVF choice under the budget: tune every fitting candidate on a pilot, keep the best."""
+    n, dim = manifest.rows(cfg.modality), manifest.dim
+    fits = choice.bytes <= cfg.max_memory_bytes
+    candidates = budget_candidates(n, dim, cfg.max_memory_bytes, ivf_only=choice.on_disk) if fits else []
+    if cfg.factory != "auto" or not is_ivf_factory(choice.factory) or len(candidates) < 2 or queries.exclude is not None:
+        return choice, []
+    start = time.perf_counter()
+    best, results = choose_by_pilot(candidates, emb_dir, cfg.modality, manifest, shards, queries.vectors,
+                                    queries.source, cfg.metric, cfg.target_recall, cfg.seed, cfg.pilot_rows)
+    timings["pilot"] = round(time.perf_counter() - start, 3)
+    chosen = next(r for r in results if r["factory"] == best.factory)
+    reason = (f"{best.reason}; chosen by recall among {len(results)} candidates that fit, each tuned on a "
+              f"{chosen['pilot_rows']:,}-vector pilot ({chosen['pilot_factory']}: recall@10 "
+              f"{chosen['recall_at_10']} at {chosen['params']}, {chosen['verdict']})")
+    return dataclasses.replace(best, reason=reason + ("; lists kept on disk" if choice.on_disk else ""),
+                               on_disk=choice.on_disk), results
 
 
 def _build(emb_dir: Path, out_dir: Path, cfg: IndexBuildConfig, manifest: Manifest) -> IndexInfo:
-    start = time.perf_counter()
+    start, timings = time.perf_counter(), {}
     shards = [r.name for r in manifest.records(cfg.modality)]
     find_duplicate_ids(emb_dir, cfg.modality, manifest=manifest)
     n = manifest.rows(cfg.modality)
-    choice = plan_factory(cfg, n, manifest.dim)
+    queries = tuning_queries(emb_dir, cfg, manifest, shards)
+    choice, candidates = pilot_choice(plan_factory(cfg, n, manifest.dim), cfg, emb_dir, manifest, shards,
+                                      queries, timings)
     log.info("factory %s for %d x %d (%s)", choice.factory, n, manifest.dim, choice.reason)
     index, id_map = make_index(choice.factory, manifest.dim, cfg.metric)
+    cap = min(cfg.max_train_rows, max(1, cfg.max_memory_bytes // 4 // (4 * manifest.dim)))
+    preflight(choice.factory, choice.on_disk, n, manifest.dim,
+              train_rows(index, choice.factory, n, cfg.train_rows_per_list, cap),
+              part_rows(manifest, cfg.modality, shards, cfg.shards_per_part), cfg.max_memory_bytes,
+              cfg.max_memory, out_dir)
     training = train_index(index, choice.factory, emb_dir, cfg.modality, manifest, shards,
-                           cfg.train_rows_per_list, cfg.max_train_rows, cfg.seed, cfg.device)
-    staging = out_dir / f".staging-{time.time_ns()}"
+                           cfg.train_rows_per_list, cap, cfg.seed, cfg.device)
+    timings.update(sample=training.get("sample_seconds", 0.0), train=training.get("train_seconds", 0.0))
+    staging = out_dir.resolve() / f".staging-{time.time_ns()}"
     try:
-        if choice.on_disk:
-            index = build_on_disk(index, emb_dir, cfg.modality, shards, manifest, staging, cfg.shards_per_part,
-                                  cfg.batch_rows)
-        else:
-            add_shards(index, emb_dir, cfg.modality, shards, manifest, cfg.batch_rows)
-        tuning = tune_on_queries(index, emb_dir, cfg, manifest, shards)
+        index = fill_index(index, choice.on_disk, cfg, emb_dir, manifest, shards, staging, timings)
+        tune_start = time.perf_counter()
+        tuning = tune_on_queries(index, emb_dir, cfg, manifest, shards, queries=queries)
+        timings["tune"] = round(time.perf_counter() - tune_start, 3)
         info = _info(cfg, choice, id_map, index, emb_dir, manifest, shards, training, tuning)
+        info = dataclasses.replace(info, timings=timings, candidates=tuple(candidates), engine=cfg.engine)
         return _commit(out_dir, staging, index, info, start)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -154,22 +186,34 @@ def _append(emb_dir: Path, out_dir: Path, cfg: IndexBuildConfig, manifest: Manif
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def tune_on_queries(index: faiss.Index, emb_dir: Path, cfg: IndexBuildConfig, manifest: Manifest,
-                    shards: list[str], k: int = 10) -> TuneResult:
-    """Tune on a uniform sample of the other modality (or held-out self-queries) vs exact search."""
+@dataclasses.dataclass(frozen=True)
+class QuerySet:
+    vectors: np.ndarray
+    source: str
+    exclude: np.ndarray | None  # held-out self-queries: their own ids, removed from both result lists
+
+
+def tuning_queries(emb_dir: Path, cfg: IndexBuildConfig, manifest: Manifest, shards: list[str]) -> QuerySet:
+    """A uniform sample of the other modality (or held-out self-queries when there is none)."""
     other = OTHER_MODALITY.get(cfg.modality)
     seed = cfg.seed + 1  # independent of the training sample
     if other and manifest.rows(other) > 0:
-        query_ids, queries = read_sample(emb_dir, other, manifest, cfg.tune_queries, seed)
-        source, exclude = f"{other} (cross-modal queries, uniform sample)", None
-    else:
-        query_ids, queries = read_sample(emb_dir, cfg.modality, manifest, cfg.tune_queries, seed, shards)
-        source, exclude = f"{cfg.modality} (held-out self-queries, own id removed)", query_ids
-    extra = 0 if exclude is None else 1
+        _, queries = read_sample(emb_dir, other, manifest, cfg.tune_queries, seed)
+        return QuerySet(queries, f"{other} (cross-modal queries, uniform sample)", None)
+    query_ids, queries = read_sample(emb_dir, cfg.modality, manifest, cfg.tune_queries, seed, shards)
+    return QuerySet(queries, f"{cfg.modality} (held-out self-queries, own id removed)", query_ids)
+
+
+def tune_on_queries(index: faiss.Index, emb_dir: Path, cfg: IndexBuildConfig, manifest: Manifest,
+                    shards: list[str], k: int = 10, queries: QuerySet | None = None) -> TuneResult:
+    """Tune on the tuning queries vs exact search by a streaming scan over the shards."""
+    queries = queries or tuning_queries(emb_dir, cfg, manifest, shards)
+    extra = 0 if queries.exclude is None else 1
     batches = iter_embeddings(emb_dir, cfg.modality, cfg.batch_rows, shards, manifest)
-    scores, truth = exact_search_stream(queries, batches, k + extra, cfg.metric)
-    truth = drop_self(truth, scores, exclude, k)[1]
-    return tune(index, np.ascontiguousarray(queries), truth, cfg.target_recall, source, exclude, k)
+    scores, truth = exact_search_stream(queries.vectors, batches, k + extra, cfg.metric)
+    truth = drop_self(truth, scores, queries.exclude, k)[1]
+    return tune(index, np.ascontiguousarray(queries.vectors), truth, cfg.target_recall, queries.source,
+                queries.exclude, k)
 
 
 def _info(cfg: IndexBuildConfig, choice: FactoryChoice, id_map: str | None, index: faiss.Index, emb_dir: Path,
@@ -211,4 +255,4 @@ def _commit(out_dir: Path, staging: Path, index: faiss.Index, info: IndexInfo, s
     return info
 
 
-__all__ = ["build_index", "plan_factory", "tune_on_queries"]
+__all__ = ["QuerySet", "build_index", "plan_factory", "tune_on_queries", "tuning_queries"]

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 # Rough upper bounds of recall@10 vs exact that each vector encoding allows (used only to explain a choice;
 # tuning measures the real value).
 _CEILING = {"Flat": 1.0, "SQfp16": 0.999, "SQ8": 0.98, "PQ": 0.9}
+MIN_POINTS_PER_LIST = 39  # FAISS warns below 39 training points per centroid
 IDMAP2_BYTES = 48  # id_map entry (8 B) + unordered_map reverse entry (~40 B)
 HNSW_M = 32
 
@@ -43,6 +44,19 @@ def nlist_for(n: int) -> int:
     if n < 100_000_000:
         return 65536
     return 262144
+
+
+def fit_nlist(nlist: int, dim: int, max_memory: int) -> int:
+    """Halve `nlist` until its minimum training sample (39 float32 vectors per list) fits in a quarter of the
+    budget: 65,536 lists of 512-d need a 5 GiB sample, more than a 6 GiB budget can spare beside the index."""
+    while nlist > 16 and MIN_POINTS_PER_LIST * nlist * 4 * dim > max_memory // 4:
+        nlist //= 2
+    return nlist
+
+
+def ivf_nlist(factory: str) -> int | None:
+    match = re.search(r"IVF(\d+)", factory)
+    return int(match.group(1)) if match else None
 
 
 def is_ivf_factory(factory: str) -> bool:
@@ -82,7 +96,8 @@ def _storage(factory: str) -> str:
     return "PQ" if last.startswith("PQ") else ("Flat" if last.startswith("HNSW") else last)
 
 
-def _candidates(n: int, dim: int, flat_max_rows: int, hnsw_max_rows: int) -> list[tuple[str, str]]:
+def _candidates(n: int, dim: int, flat_max_rows: int, hnsw_max_rows: int, max_memory: int,
+                ) -> list[tuple[str, str]]:
     """(factory, tier description) in order of preference."""
     out: list[tuple[str, str]] = []
     if n < flat_max_rows:
@@ -90,9 +105,10 @@ def _candidates(n: int, dim: int, flat_max_rows: int, hnsw_max_rows: int) -> lis
     if n < hnsw_max_rows:
         tier = f"N={n:,} < {hnsw_max_rows:,}: HNSW{HNSW_M} graph, no training, best CPU QPS"
         out += [(f"HNSW{HNSW_M},{s}", tier) for s in ("Flat", "SQfp16", "SQ8")]
-    nlist = nlist_for(n)
+    nlist = fit_nlist(nlist_for(n), dim, max_memory)
     coarse = f"IVF{nlist}_HNSW32" if nlist >= 4096 else f"IVF{nlist}"
-    tier = f"N={n:,}: inverted lists ({nlist} lists, ~4*sqrt(N))"
+    tier = f"N={n:,}: inverted lists ({nlist} lists, ~4*sqrt(N)" + (
+        ", fewer so that the training sample fits the budget)" if nlist < nlist_for(n) else ")")
     if n < 1_000_000:
         out.append((f"{coarse},Flat", tier))
     out.append((f"{coarse},SQ8", tier))
@@ -117,7 +133,7 @@ def choose_factory(n: int, dim: int, max_memory: int, target_recall: float = 0.9
     if target_recall >= 0.999 and flat_bytes <= max_memory and not ivf_only:
         return FactoryChoice("Flat", flat_bytes, f"target recall {target_recall} asks for exact search and "
                              f"Flat needs {flat_bytes / 2**30:.2f} GiB <= {budget}")
-    candidates = _candidates(n, dim, flat_max_rows, hnsw_max_rows)
+    candidates = _candidates(n, dim, flat_max_rows, hnsw_max_rows, max_memory)
     if ivf_only:
         candidates = [(f, tier) for f, tier in candidates if is_ivf_factory(f)]
     for factory, tier in candidates:
@@ -131,6 +147,19 @@ def choose_factory(n: int, dim: int, max_memory: int, target_recall: float = 0.9
                          on_disk=True)
 
 
+def budget_candidates(n: int, dim: int, max_memory: int, ivf_only: bool = False, limit: int = 3,
+                      flat_max_rows: int = 50_000, hnsw_max_rows: int = 2_000_000) -> list[FactoryChoice]:
+    """The IVF factories (highest fidelity first, at most `limit`) that fit `max_memory`: what `auto` tunes
+    on a pilot sample to choose by measured recall (hrem.index.pilot) instead of by fidelity alone."""
+    budget = f"--max-memory {max_memory / 2**30:.2f} GiB"
+    out = []
+    for factory, tier in _candidates(n, dim, flat_max_rows, hnsw_max_rows, max_memory):
+        need = estimate_bytes(factory, n, dim)
+        if is_ivf_factory(factory) and need <= max_memory and len(out) < limit:
+            out.append(FactoryChoice(factory, need, f"{tier}; {factory} needs ~{need / 2**30:.2f} GiB <= {budget}"))
+    return out
+
+
 def _reason(factory: str, tier: str, need: int, budget: str, target_recall: float) -> str:
     reason = f"{tier}; {factory} needs ~{need / 2**30:.2f} GiB <= {budget} (highest-fidelity storage that fits)"
     ceiling = _CEILING.get(_storage(factory), 1.0)
@@ -140,4 +169,5 @@ def _reason(factory: str, tier: str, need: int, budget: str, target_recall: floa
     return reason
 
 
-__all__ = ["FactoryChoice", "choose_factory", "estimate_bytes", "is_ivf_factory", "nlist_for"]
+__all__ = ["MIN_POINTS_PER_LIST", "FactoryChoice", "budget_candidates", "choose_factory", "estimate_bytes",
+           "fit_nlist", "is_ivf_factory", "ivf_nlist", "nlist_for"]

@@ -14,6 +14,7 @@ from typing import Any
 import faiss
 import numpy as np
 
+from hrem.index.coarse import train_two_level, uses_two_level
 from hrem.index.exact import faiss_metric
 from hrem.index.sampling import read_sample
 from hrem.store import Manifest, iter_shard_batches
@@ -61,11 +62,19 @@ def train_index(index: faiss.Index, factory: str, emb_dir: str | Path, modality:
         return {"sample_rows": 0, "sampling": "not needed (index needs no training)", "seed": seed, "seconds": 0.0}
     start = time.perf_counter()
     _, sample = read_sample(emb_dir, modality, manifest, rows, seed, shards=list(shards))
+    sampled = time.perf_counter()
+    log.info("training %s on %d sampled vectors", factory, len(sample))
     if device == "cuda":
         _use_gpu_kmeans(index)
-    log.info("training %s on %d sampled vectors", factory, len(sample))
-    index.train(sample)
-    return {"sample_rows": len(sample), "seed": seed, "seconds": round(time.perf_counter() - start, 3),
+        index.train(sample)
+    elif uses_two_level(index):
+        train_two_level(index, sample, seed)
+    else:
+        index.train(sample)
+    done = time.perf_counter()
+    return {"sample_rows": len(sample), "seed": seed, "seconds": round(done - start, 3),
+            "sample_seconds": round(sampled - start, 3), "train_seconds": round(done - sampled, 3),
+            "kmeans": "two-level" if uses_two_level(index) and device != "cuda" else "faiss",
             "sampling": f"uniform without replacement over all {n} rows of {len(records)} shard(s)"}
 
 

@@ -10,7 +10,9 @@
      "training": {"sample_rows", "sampling", "seed", "seconds"},
      "tuning": {"recall_at_10", "target_recall", "target_reached", "qps_batch", "qps_single", "queries",
                 "query_source", "params", "sweep"},
-     "build_seconds", "faiss_version", "device", "seed"}
+     "build_seconds", "timings": {"sample", "train", "pilot", "add", "merge", "tune", "write"},
+     "candidates": [{"factory", "pilot_factory", "recall_at_10", "qps_batch", "params", "verdict", ...}],
+     "engine": "local" | "ray", "faiss_version", "device", "seed"}
 """
 from __future__ import annotations
 
@@ -63,6 +65,9 @@ class IndexInfo:
     training: dict[str, Any] = field(default_factory=dict)
     tuning: dict[str, Any] = field(default_factory=dict)
     build_seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)        # seconds per phase (sample, train, ...)
+    candidates: tuple[dict[str, Any], ...] = ()                     # auto under a budget: pilot figures
+    engine: str = "local"
     faiss_version: str = ""
     device: str = "cpu"
     seed: int = 0

@@ -31,13 +31,17 @@ def read_sample(emb_dir: str | Path, modality: str, manifest: Manifest, size: in
     """(ids, float32 vectors) of a uniform random sample of `size` rows over the given shards (default all)."""
     records = [r for r in manifest.records(modality) if shards is None or r.name in shards]
     per_shard = sample_positions([r.rows for r in records], size, seed)
-    ids, vectors = [np.empty(0, np.int64)], [np.empty((0, manifest.dim), np.float32)]
+    total = sum(len(p) for p in per_shard)
+    # filled in place: concatenating per-shard arrays would hold the sample twice (2 GiB at 1M x 512-d)
+    ids, vectors = np.empty(total, np.int64), np.empty((total, manifest.dim), np.float32)
+    start = 0
     for record, positions in zip(records, per_shard):
         if positions.size:
             shard_ids, shard_vectors = read_rows_at(emb_dir, modality, record.name, positions, manifest)
-            ids.append(shard_ids)
-            vectors.append(shard_vectors)
-    return np.concatenate(ids), np.ascontiguousarray(np.concatenate(vectors))
+            ids[start:start + len(shard_ids)] = shard_ids
+            vectors[start:start + len(shard_ids)] = shard_vectors
+            start += len(shard_ids)
+    return ids, vectors
 
 
 __all__ = ["read_sample", "sample_positions"]

@@ -2,15 +2,17 @@
 
     searcher = VectorSearcher("hrem-out/index")            # emb_dir defaults to the one in index.json
     scores, ids = searcher.search(queries, k=10)             # float32 [Q, D] -> [Q, k'], [Q, k']
-    scores, ids = searcher.search(queries, 10, filter=pc.field("split") == "test")
+    scores, ids = searcher.search(queries, 10, filter="split = 'test' and width >= 100")
+    scores, ids = searcher.search(queries, 10, filter=pc.field("split") == "test")     # built in Python
     rows = searcher.metadata(ids[0])                         # pyarrow.Table of those ids, in order
 
-A filter is a pyarrow compute expression over the embeddings' metadata columns (evaluated with
-hrem.store.select_ids) or an array of allowed ids. The allowed ids become a faiss.IDSelectorBatch passed
-through per-call SearchParameters, which flat, IVF and HNSW indices honour inside the scan. A selective
-filter (at most `exact_filter_rows` ids) is answered exactly instead: IDMap2 indices reconstruct the allowed
-vectors and brute-force them, IVF indices scan every list (nprobe = nlist) -- graph and list pruning would
-otherwise miss most of a tiny allowed set.
+A filter is filter-language text (hrem.store.where, docs/filters.md; checked against the metadata
+columns, never run as code), a pyarrow compute expression over the embeddings' metadata columns (both
+evaluated with hrem.store.select_ids) or an array of allowed ids. The allowed ids become a
+faiss.IDSelectorBatch passed through per-call SearchParameters, which flat, IVF and HNSW indices honour
+inside the scan. A selective filter (at most `exact_filter_rows` ids) is answered exactly instead: IDMap2
+indices reconstruct the allowed vectors and brute-force them, IVF indices scan every list (nprobe = nlist)
+-- graph and list pruning would otherwise miss most of a tiny allowed set.
 
 Results: k' = min(k, candidates); columns that are -1 in every row are dropped; a row can still hold -1
 where an approximate index found fewer than k' neighbours (`search_lists` removes them per query).
@@ -33,7 +35,7 @@ from hrem.index.params import exhaustive, index_kind, search_parameters
 from hrem.store import load_manifest, read_metadata, select_ids, shard_path
 from hrem.utils.files import sha256_file_cached
 
-Filter = pc.Expression | np.ndarray | list | None
+Filter = str | pc.Expression | np.ndarray | list | None
 
 
 class VectorSearcher:
@@ -59,7 +61,7 @@ class VectorSearcher:
 
     def allowed_ids(self, filter: Filter) -> np.ndarray:
         """The ids a filter allows (sorted, unique)."""
-        if isinstance(filter, pc.Expression):
+        if isinstance(filter, (str, pc.Expression)):
             return select_ids(self.emb_dir, self.modality, filter)
         return np.unique(np.asarray(filter, dtype=np.int64))
 
