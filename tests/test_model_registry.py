@@ -113,10 +113,13 @@ def _error(capsys) -> str:
 
 
 def test_wrong_kind_says_what_it_is_and_what_is_needed(shapes, tmp_path, capsys):
-    assert main(["embed", "--data", str(shapes), "--model", "demo-grounding", "--out", str(tmp_path / "e"),
-                 "--no-progress"]) == 1
-    err = _error(capsys)
-    assert "'demo-grounding' is a grounding model, but a retrieval model is needed here" in err
+    with pytest.raises(SystemExit) as exited:         # refused while parsing, so the message names the flag
+        main(["embed", "--data", str(shapes), "--model", "demo-grounding", "--out", str(tmp_path / "e"),
+              "--no-progress"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --model: 'demo-grounding' is a grounding model, but a retrieval model is needed here" in err
+    assert not (tmp_path / "e").exists()
     assert "shipped retrieval models: demo " in err
     with pytest.raises(ValueError, match="'demo' is a retrieval model, but a grounding model is needed"):
         Grounder.load("demo")

@@ -17,6 +17,7 @@ from hrem.cli.options import (
     add_split_argument,
     add_threads_argument,
     add_workers_argument,
+    model_type,
 )
 from hrem.cli.training_flags import add_training_arguments, job_default
 from hrem.jobs.eval_config import EvaluateDetectorJob
@@ -48,7 +49,7 @@ def register(subparsers) -> None:
                     "and the shape / colour / size accuracy of each object's best match (IoU >= 0.5); writes "
                     "OUT/report.json with --out. Batch size default 64, workers 0.",
         formatter_class=HelpFormatter)
-    e.add_argument("--model", default="packaged:shapes-detector",
+    e.add_argument("--model", default="packaged:shapes-detector", type=model_type("detector"),
                    help="detector run dir or shipped name (see `hrem models`)")
     _add_data(e)
     add_split_argument(e)

@@ -16,6 +16,7 @@ from hrem.cli.options import (
     add_split_argument,
     add_threads_argument,
     add_workers_argument,
+    model_type,
 )
 
 
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--data", help="input folder or listing file")
-    parser.add_argument("--model", help="retrieval run directory or shipped name, e.g. demo (see `hrem models`)")
+    parser.add_argument("--model", type=model_type("retrieval"), help="retrieval run directory or shipped name, e.g. demo (see `hrem models`)")
     add_out_argument(parser)
     add_split_argument(parser)
     parser.add_argument("--modalities", default="", help="comma list of images, captions (default: all the input has)")

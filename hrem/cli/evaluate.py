@@ -15,6 +15,7 @@ from hrem.cli.options import (
     add_split_argument,
     add_threads_argument,
     add_workers_argument,
+    model_type,
     parse_names,
 )
 from hrem.jobs.eval_config import EvaluateJob
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
                     "coco1k (5-fold mean), all (the whole split); auto picks the dataset's paper protocols. "
                     "Batch size default 128, workers 2.",
         formatter_class=HelpFormatter)
-    p.add_argument("--model", required=True, type=Path,
+    p.add_argument("--model", required=True, type=model_type("retrieval", Path),
                    help="retrieval run directory (config.json + model.safetensors) or shipped name, e.g. demo")
     p.add_argument("--data", required=True, type=Path, help="dataset folder (Karpathy/ShapesRef or *_precomp)")
     add_split_argument(p)

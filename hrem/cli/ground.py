@@ -20,6 +20,7 @@ from hrem.cli.options import (
     add_splits_argument,
     add_threads_argument,
     add_workers_argument,
+    model_type,
     parse_ints,
     parse_names,
 )
@@ -43,7 +44,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_model_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=Path, default=None,
+    p.add_argument("--model", type=model_type("grounding", Path), default=None,
                    help="grounding run directory or shipped name (default: demo-grounding)")
 
 

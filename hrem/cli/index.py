@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from hrem.cli.options import add_out_argument
+from hrem.cli.options import add_out_argument, add_threads_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--engine", default="local", choices=["local", "ray"],
                         help="ray: build the on-disk parts in parallel Ray tasks (implies --on-disk)")
     parser.add_argument("--ray-address", default="", help="--engine ray: join this cluster (default: a local one)")
+    parser.add_argument("--shards-per-part", type=int, default=4, metavar="N",
+                        help="on-disk build: shards added per part file (one part is in RAM at a time; with "
+                             "--engine ray, one Ray task per part)")
+    parser.add_argument("--pilot-rows", type=int, default=100_000, metavar="N",
+                        help="auto under --max-memory: database sample each IVF candidate is built and tuned on")
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -43,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         "modality": args.modality, "factory": args.factory, "metric": args.metric, "max_memory": args.max_memory,
         "target_recall": args.target_recall, "append": args.append, "on_disk": args.on_disk,
         "device": args.device, "seed": args.seed, "tune_queries": args.tune_queries,
-        "engine": args.engine, "ray_address": args.ray_address}, where="hrem index")
+        "engine": args.engine, "ray_address": args.ray_address, "shards_per_part": args.shards_per_part,
+        "pilot_rows": args.pilot_rows, "threads": args.threads}, where="hrem index")
     info = build_index(args.emb, args.out, config)
     tuning = info.tuning
     lines = [

@@ -113,8 +113,8 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, metavar="N",
-                        help="torch intra-op threads (0 = torch's default; 1 is much faster on an "
-                             "oversubscribed CPU)")
+                        help="compute threads: torch intra-op threads (FAISS OpenMP threads in `hrem index`); "
+                             "0 = the library's default; 1 is much faster on an oversubscribed CPU")
 
 
 def add_batch_size_argument(parser: argparse.ArgumentParser, deprecated: tuple[str, ...] = ()) -> None:
@@ -142,3 +142,20 @@ def add_set_argument(parser: argparse.ArgumentParser, example: str) -> None:
 
 SHARED_FLAGS = ("--out", "--split", "--splits", "--device", "--precision", "--threads", "--batch-size",
                 "--workers", "--no-progress", "--config")
+
+
+def model_type(kind: str, cast: type = str):
+    """An argparse `type` for a model flag: a shipped name or a directory of the wrong kind is refused while
+    parsing, so the error names the flag ("argument --grounding-model: 'demo' is a retrieval model, ...").
+    The value stays as given; the job resolves it (hrem.utils.registry.resolve_model)."""
+    from hrem.utils.registry import check_model_kind
+
+    def parse(text: str):
+        try:
+            check_model_kind(text, kind)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return cast(text)
+
+    parse.__name__ = f"{kind} model"
+    return parse

@@ -13,6 +13,7 @@ from hrem.cli.options import (
     add_splits_argument,
     add_threads_argument,
     add_workers_argument,
+    model_type,
 )
 
 DESCRIPTION = """Detect regions in every image of a ShapesRef/Karpathy folder (or a .parquet/.csv listing of
@@ -30,7 +31,7 @@ captions are left out). Batch size default 32, workers 2."""
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("regions", help="detect regions in images -> precomp region features",
                                    description=DESCRIPTION, formatter_class=HelpFormatter)
-    parser.add_argument("--detector", default="packaged:shapes-detector",
+    parser.add_argument("--detector", default="packaged:shapes-detector", type=model_type("detector"),
                         help="hrem detector run dir, shipped name (`hrem models`), or a transformers detector dir")
     parser.add_argument("--data", required=True, help="image folder with dataset_*.json, or a listing file")
     add_out_argument(parser, required=True)

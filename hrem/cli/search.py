@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from hrem.cli.options import add_device_argument, add_threads_argument
+from hrem.cli.options import add_device_argument, add_threads_argument, model_type
 
 IMAGE_TARGETS = ("images", "captions")   # = hrem.pipeline.search.IMAGE_TARGETS (not imported: keeps --help light)
 
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="what --image searches: images (image -> image), captions (image -> text); auto = "
                              "every one of the two indices that exists")
     parser.add_argument("--index", required=True, help="index directory (or a folder with images/ and captions/)")
-    parser.add_argument("--model", default=None, help="retrieval run directory or shipped name, e.g. demo "
+    parser.add_argument("--model", default=None, type=model_type("retrieval"), help="retrieval run directory or shipped name, e.g. demo "
                                                         "(default: the one recorded at embed time)")
     parser.add_argument("-k", type=int, default=10, help="results per query")
     parser.add_argument("--filter", default=None, metavar="CONDITION",
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="ground the query in each result: box [x1, y1, x2, y2], score, mask (COCO RLE in --json)")
     parser.add_argument("--visualize", type=Path, default=None, metavar="DIR",
                         help="write overlay PNGs (box, mask, query, score) of the grounded results to DIR")
-    parser.add_argument("--grounding-model", type=Path, default=None,
+    parser.add_argument("--grounding-model", type=model_type("grounding", Path), default=None,
                         help="grounding run directory or shipped name (default: demo-grounding)")
     parser.add_argument("--image-root", type=Path, default=None,
                         help="folder the result keys are relative to (default: the embedded dataset's folder)")

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hrem.cli.options import add_device_argument
+from hrem.cli.options import add_device_argument, model_type
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                                        "(default: the embedded demo)")
     parser.add_argument("--grounding", default=None, help="grounding run directory or shipped name (default: "
                                                            "demo-grounding when present; 'none' disables)")
-    parser.add_argument("--model", default=None, help="retrieval run directory or shipped name, e.g. demo "
+    parser.add_argument("--model", default=None, type=model_type("retrieval"), help="retrieval run directory or shipped name, e.g. demo "
                                                        "(default: recorded at embed time)")
     parser.add_argument("--corpus-root", default=None, help="folder the image keys are relative to "
                                                              "(default: recorded in the embeddings manifest)")

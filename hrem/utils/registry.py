@@ -104,6 +104,21 @@ def _check_dir_kind(path: Path, ref: str, kind: str | None) -> None:
                      f"{_listing(kind)} (or a {kind} run directory)")
 
 
+def check_model_kind(ref: str | Path, kind: str) -> None:
+    """Refuse `ref` only when it is known to be a model of another kind (a shipped name, or a directory whose
+    config.json says so); anything else -- a folder not written yet, a typo -- is left to resolve_model, so
+    the CLI can check this while parsing and name the flag without touching the disk further."""
+    _check_kind(kind)
+    text = str(ref)
+    path = Path(text).expanduser()
+    if (path / "config.json").is_file():
+        _check_dir_kind(path, text, kind)
+        return
+    shipped = find_shipped(text.removeprefix(PACKAGED_PREFIX))
+    if shipped is not None and (len(path.parts) == 1 or text.startswith(PACKAGED_PREFIX)):
+        _from_registry(text, shipped.name, kind)
+
+
 def _from_registry(ref: str, name: str, kind: str | None) -> Path:
     shipped = find_shipped(name)
     if shipped is None:
