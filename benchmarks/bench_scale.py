@@ -36,8 +36,8 @@ from hrem.index import exact_search_stream, read_info, recall_at_k
 from hrem.store import (build_table, iter_embeddings, load_manifest, new_manifest, shard_name, verify_shard,
                         write_manifest, write_shard)
 
-RANK, CENTRES, SHIFT = 64, 2000, 0.6
-GENERATOR = "bench_scale-v1"
+RANK, CENTRES, SHIFT, SPREAD = 64, 2000, 0.6, 1.0
+GENERATOR = "bench_scale-v2"
 
 
 class Generator:
@@ -54,7 +54,7 @@ class Generator:
     def sample(self, n: int, seed: int, shifted: bool = False) -> np.ndarray:
         rng = np.random.default_rng(seed)
         low = self.centres[rng.integers(0, CENTRES, n)]
-        low += 0.5 * rng.standard_normal((n, RANK), dtype=np.float32)
+        low += SPREAD * rng.standard_normal((n, RANK), dtype=np.float32)
         x = low @ self.basis
         x /= np.linalg.norm(x, axis=1, keepdims=True)
         x += (0.3 / np.sqrt(self.dim)) * rng.standard_normal(x.shape, dtype=np.float32)
@@ -66,7 +66,7 @@ class Generator:
 
 def corpus_params(n: int, dim: int, shard_rows: int) -> dict:
     return {"generator": GENERATOR, "n": n, "dim": dim, "shard_rows": shard_rows, "rank": RANK,
-            "centres": CENTRES, "shift": SHIFT, "seed": 0}
+            "centres": CENTRES, "shift": SHIFT, "spread": SPREAD, "seed": 0}
 
 
 def write_corpus(emb: Path, n: int, dim: int, shard_rows: int) -> float:

@@ -65,18 +65,25 @@ def build_index(emb_dir: str | Path, out_dir: str | Path, config: IndexBuildConf
     cfg = config or from_dict(IndexBuildConfig, options, where="build_index")
     if cfg.device == "cuda":
         require_gpu()
+    previous_threads = faiss.omp_get_max_threads()
     if cfg.threads:
         faiss.omp_set_num_threads(cfg.threads)
+    try:
+        return _build_or_append(Path(emb_dir), Path(out_dir), cfg)
+    finally:
+        faiss.omp_set_num_threads(previous_threads)   # the caller's process keeps its own setting
+
+
+def _build_or_append(emb_dir: Path, out_dir: Path, cfg: IndexBuildConfig) -> IndexInfo:
     manifest = load_manifest(emb_dir)
     if not manifest.records(cfg.modality):
         raise ValueError(f"{Path(emb_dir) / 'manifest.json'}: no '{cfg.modality}' shards to index "
                          f"(modalities present: {manifest.modalities})")
-    out_dir = Path(out_dir)
     with output_lock(out_dir, command=f"hrem index ({cfg.modality})"):
         remove_leftovers(out_dir)
         if cfg.append:
-            return _append(Path(emb_dir), out_dir, cfg, manifest)
-        return _build(Path(emb_dir), out_dir, cfg, manifest)
+            return _append(emb_dir, out_dir, cfg, manifest)
+        return _build(emb_dir, out_dir, cfg, manifest)
 
 
 def remove_leftovers(out_dir: Path) -> int:

@@ -10,7 +10,7 @@
      "training": {"sample_rows", "sampling", "seed", "seconds"},
      "tuning": {"recall_at_10", "target_recall", "target_reached", "qps_batch", "qps_single", "queries",
                 "query_source", "params", "sweep"},
-     "build_seconds", "timings": {"sample", "train", "pilot", "add", "merge", "tune", "write"},
+     "build_seconds", "timings": {"sample", "train", "pilot", "add", "merge", "tune"},   # index.json is written after build_seconds is taken
      "candidates": [{"factory", "pilot_factory", "recall_at_10", "qps_batch", "params", "verdict", ...}],
      "engine": "local" | "ray", "faiss_version", "device", "seed"}
 """

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 
 
 def pilot_factory(factory: str, n: int, pilot_n: int) -> str:
-    """`factory` with its list count scaled by pilot_n / n (a power of two, >= 39 vectors per list)."""
+    """`factory` with its list count scaled by pilot_n / n: the nearest power of two, capped so that lists
+    hold >= 39 vectors (the cap need not be a power of two)."""
     nlist = ivf_nlist(factory)
     if nlist is None or pilot_n >= n:
         return factory

@@ -10,6 +10,7 @@ autofaiss, given a small budget, builds anyway and then answers with empty candi
 """
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -53,9 +54,16 @@ def check_memory(factory: str, n: int, dim: int, train_rows: int, part_rows: int
         return
     detail = ", ".join(f"{name} {size / GIB:.2f} GiB" for name, size in parts.items() if name != "total")
     hint = " or build on disk (--on-disk)" if not on_disk and ivf_nlist(factory) else ""
+    need = _gib_up(parts["total"])
     raise ValueError(f"--max-memory {budget_text} cannot hold the index: {factory} for {n:,} x {dim} needs "
-                     f"~{parts['total'] / GIB:.2f} GiB in RAM while building{' on disk' if on_disk else ''} "
-                     f"({detail}); raise --max-memory to at least {parts['total'] / GIB:.2f} GiB{hint}")
+                     f"~{need} GiB in RAM while building{' on disk' if on_disk else ''} "
+                     f"({detail}); raise --max-memory to at least {need} GiB{hint}")
+
+
+def _gib_up(size: int) -> str:
+    """`size` in GiB with two decimals, rounded UP: a budget of the printed size holds `size` (rounding to
+    the nearest advised e.g. "at least 0.00 GiB" for a 1.5 MB index, or 10.00 GiB for 10.004 GiB)."""
+    return f"{math.ceil(size / GIB * 100) / 100:.2f}"
 
 
 def check_disk(factory: str, n: int, dim: int, part_rows: int, out_dir: Path) -> None:
@@ -65,7 +73,7 @@ def check_disk(factory: str, n: int, dim: int, part_rows: int, out_dir: Path) ->
     where = _existing(out_dir)
     free = shutil.disk_usage(where).free
     if free < need:
-        raise ValueError(f"on-disk build of {factory} for {n:,} x {dim}: the merge needs ~{need / GIB:.2f} GiB free "
+        raise ValueError(f"on-disk build of {factory} for {n:,} x {dim}: the merge needs ~{_gib_up(need)} GiB free "
                          f"in {where} (merged lists {codes / GIB:.2f} GiB + one part {part / GIB:.2f} GiB), found "
                          f"{free / GIB:.2f} GiB; free space or pass another --out")
 
