@@ -21,7 +21,7 @@ from tqdm import tqdm
 from hrem.data.grounding_dataset import GroundingEvalSet
 from hrem.eval import mask_iou
 from hrem.vision.letterbox import SampleLetterbox, probs_from_letterbox
-from hrem.grounding.targets import mask_target
+from hrem.grounding.training.targets import mask_target
 from hrem.pipeline.ground import read_grounding_split
 
 

@@ -107,3 +107,23 @@ def test_errors_are_shown_not_thrown(server, page):
     page.click("#go")
     page.wait_for_selector("#status.error", timeout=10_000)
     assert "q: expected at most" in page.text_content("#status")
+
+
+def test_rerank_checkbox_sends_rerank_and_shows_the_reranked_order(server, page):
+    import httpx
+
+    query = "two green triangles"
+    page.goto(server.url + "/")
+    page.wait_for_selector("#rerank-option:not([hidden])", timeout=20_000)   # /healthz says rerank is on
+    page.fill("#q", query)
+    page.select_option("#k", "10")
+    page.check("#rerank")
+    with page.expect_request(lambda r: "/api/search?" in r.url) as request:
+        page.click("#go")
+    assert "rerank=true" in request.value.url
+    page.wait_for_selector("#results .card", timeout=60_000)
+    expected = httpx.get(server.url + "/api/search", params={"q": query, "k": 10, "rerank": "true"},
+                         timeout=60).json()["results"]
+    cards = page.locator("#results .card")
+    assert [int(c) for c in cards.evaluate_all("cs => cs.map(c => c.dataset.id)")] == [r["id"] for r in expected]
+    assert "re-ranked with grounding" in page.text_content("#status")

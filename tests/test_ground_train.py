@@ -9,9 +9,8 @@ import torch
 
 from hrem.cli import main
 from hrem.factory import create_model, load_card
-from hrem.grounding import build_mcn_tokenizer, build_targets
+from hrem.grounding import GroundingCriterion, GroundingTask, build_mcn_tokenizer, build_targets
 from hrem.pipeline.ground import centre_box_baseline, read_grounding_split
-from hrem.train.grounding import GroundingCriterion, GroundingTask
 
 
 def _metrics(run_dir):
@@ -67,7 +66,7 @@ def test_ablation_losses(task, cem):
     masks[0, 6:30, 4:20] = 1
     targets = build_targets(boxes, model.anchors, 64, masks)
     output = model(torch.rand(2, 3, 64, 64), tokens)
-    terms = GroundingCriterion(model, GroundingTask(task, cem))(output, targets)
+    terms = GroundingCriterion.for_model(model, GroundingTask(task, cem))(output, targets)
     box = terms["xy"] + terms["wh"] + terms["conf"]
     expected = {"rec": box, "res": 0.1 * terms["mask"]}.get(task, box + 0.1 * terms["mask"] + cem * terms["cem"])
     torch.testing.assert_close(terms["loss"], expected)

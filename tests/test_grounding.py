@@ -12,7 +12,9 @@ from hrem.config import ConfigError
 from hrem.config.base import load_json
 from hrem.config.grounding import MCNCard, load_mcn_card, mcn_card_from_dict
 from hrem.grounding import (
+    GroundingCriterion,
     GroundingOutput,
+    GroundingTask,
     build_mcn,
     build_mcn_tokenizer,
     build_targets,
@@ -67,7 +69,7 @@ def test_every_stage_has_the_documented_shape(model, tokenizer, card):
     with torch.no_grad():
         sentence = model.language(tokens).sentence
         c3, c4, c5 = model.backbone(images)
-        fused = model.fusion(c5, sentence)
+        fused = model.fusion.fuse(c5, sentence)
         mid, down = model.top_down(fused, c4, c3)
         res = model.res_garan(down, sentence)
         rec_in = model.bottom_up(res.features, mid, fused)
@@ -105,7 +107,7 @@ def _synthetic_batch(size: int = 64):
 def test_losses_are_finite_positive_and_the_total_is_the_weighted_sum(model, tokenizer, card):
     images, boxes, masks = _synthetic_batch()
     targets = build_targets(boxes, model.anchors, 64, masks)
-    terms = model.compute_losses(model(images, tokenizer(TEXTS)), targets)
+    terms = GroundingCriterion.for_model(model, GroundingTask())(model(images, tokenizer(TEXTS)), targets)
     assert set(terms) == {"loss", "xy", "wh", "conf", "mask", "cem", "energy"}
     assert all(torch.isfinite(v) and v >= 0 for v in terms.values())
     assert 0 < terms["energy"] < 1
@@ -120,10 +122,11 @@ def test_loss_decreases_when_overfitting_one_tiny_batch(model, tokenizer):
     images, boxes, masks = _synthetic_batch()
     tokens, targets = tokenizer(TEXTS), build_targets(boxes, model.anchors, 64, masks)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    criterion = GroundingCriterion.for_model(model, GroundingTask())
     model.train()
     history = []
     for _ in range(30):
-        terms = model.compute_losses(model(images, tokens), targets)
+        terms = criterion(model(images, tokens), targets)
         optimizer.zero_grad()
         terms["loss"].backward()
         optimizer.step()

@@ -7,8 +7,8 @@ import torch
 from torch.nn import functional as F
 
 from hrem.config.grounding_options import CA2MCfg
-from hrem.grounding.box_regression import DirectBoxHead, cxcywh_to_xyxy, giou_loss, l1_box_loss
-from hrem.grounding.ca2m import CA2MLayer, MultiGrainedCA2M, sine_position_2d
+from hrem.grounding.options.box_regression import DirectBoxHead, cxcywh_to_xyxy, giou_loss, l1_box_loss
+from hrem.grounding.options.ca2m import CA2MLayer, MultiGrainedCA2M, sine_position_2d
 
 DIM, HEADS = 8, 2
 

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from hrem.config.base import ConfigError
 from hrem.factory import create_model, load_card
-from hrem.grounding import build_mcn_tokenizer, build_targets
-from hrem.grounding.heads import MaskRefiner
+from hrem.grounding import GroundingCriterion, GroundingTask, build_mcn_tokenizer, build_targets
+from hrem.grounding.options.mask_refine import MaskRefiner
 from hrem.vision.letterbox import letterbox_meta
 
 REFINE = {"mask_refine.enabled": True, "mask_refine.skip": 4, "mask_refine.width": 8}
@@ -46,12 +46,13 @@ def test_stride_4_target_and_loss_term():
     assert targets.mask.sum() == 0 and targets.fine_mask.shape == (2, 1, 16, 16)
     assert targets.fine_mask.sum() == 2 and targets.fine_mask[0, 0, 1, 2] == 1
     out = model(*_inputs(model.card))
-    terms = model.compute_losses(out, targets)
+    criterion = GroundingCriterion.for_model(model, GroundingTask())
+    terms = criterion(out, targets)
     per_image = F.binary_cross_entropy_with_logits(out.fine_mask_logits, targets.fine_mask, reduction="none")
     torch.testing.assert_close(terms["mask_fine"], per_image.sum(dim=(1, 2, 3)).mean())
-    torch.testing.assert_close(terms["loss"], model.compute_losses(out, _targets(model, False))["loss"]
-                               + 0.1 * terms["mask_fine"])
-    assert "mask_fine" not in model.compute_losses(out, _targets(model, False))
+    without_fine = criterion(out, _targets(model, False))
+    torch.testing.assert_close(terms["loss"], without_fine["loss"] + 0.1 * terms["mask_fine"])
+    assert "mask_fine" not in without_fine
 
 
 def test_refiner_leaves_mcn_gradients_unchanged_when_detached():

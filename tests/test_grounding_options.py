@@ -10,9 +10,8 @@ import torch
 from hrem.cli import main
 from hrem.config.base import ConfigError
 from hrem.factory import create_model, load_card
-from hrem.grounding import build_mcn_tokenizer, build_targets
+from hrem.grounding import GroundingCriterion, GroundingTask, build_mcn_tokenizer, build_targets
 from hrem.train.config import TrainConfig
-from hrem.train.grounding import GroundingCriterion, GroundingTask
 from hrem.train.optim import build_optimizer
 from hrem.vision.letterbox import letterbox_meta
 
@@ -49,7 +48,7 @@ def test_each_option_trains_and_predicts(name):
     torch.manual_seed(0)
     model = create_model(load_card("mcn-tiny", OPTIONS[name]))
     images, tokens, targets = _batch(model)
-    criterion = GroundingCriterion(model, GroundingTask())
+    criterion = GroundingCriterion.for_model(model, GroundingTask())
     optimizer = build_optimizer(model, criterion, TrainConfig(lr=1e-3))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     for _ in range(2):
@@ -70,7 +69,7 @@ def test_transfer_and_uncertainty_recombine_the_sides_as_documented():
                                   "xtask.lambda2": 0.3})
     model = create_model(card)
     images, tokens, targets = _batch(model)
-    criterion = GroundingCriterion(model, GroundingTask())
+    criterion = GroundingCriterion.for_model(model, GroundingTask())
     with torch.no_grad():
         criterion.uncertainty.log_vars.copy_(torch.tensor([0.5, -0.25]))
     t = criterion(model(images, tokens), targets)
@@ -82,14 +81,14 @@ def test_transfer_and_uncertainty_recombine_the_sides_as_documented():
 
 def test_single_task_ablations_keep_the_plain_sum():
     model = create_model(load_card("mcn-tiny", {**XTASK, "xtask.balance": "gradnorm"}))
-    criterion = GroundingCriterion(model, GroundingTask("rec"))
+    criterion = GroundingCriterion.for_model(model, GroundingTask("rec"))
     assert criterion.xtask is None and criterion.gradnorm is None
 
 
 def test_optimizer_groups_of_the_loss_weights():
     card = load_card("mcn-tiny", {**DIRECT, **XTASK, "xtask.balance": "gradnorm", "loss_weighting": "self_paced"})
     model = create_model(card)
-    criterion = GroundingCriterion(model, GroundingTask())
+    criterion = GroundingCriterion.for_model(model, GroundingTask())
     groups = {g["name"]: g for g in build_optimizer(model, criterion, TrainConfig(lr=1e-3)).param_groups}
     assert groups["self_paced"]["lr"] == 5e-5 and groups["self_paced"]["weight_decay"] == 0.0
     assert len(groups["self_paced"]["params"]) == 2  # sigma of L1 and of GIoU
@@ -102,7 +101,7 @@ def test_gradnorm_in_the_criterion_moves_only_the_task_weights():
     torch.manual_seed(0)
     model = create_model(load_card("mcn-tiny", {"xtask.balance": "gradnorm", "xtask.gradnorm_lr": 0.05}))
     images, tokens, targets = _batch(model)
-    criterion = GroundingCriterion(model, GroundingTask()).train()
+    criterion = GroundingCriterion.for_model(model, GroundingTask()).train()
     criterion(model(images, tokens), targets)
     assert all(p.grad is None for p in model.parameters())
     weights = criterion.gradnorm.weights.detach()

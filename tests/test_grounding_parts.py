@@ -12,8 +12,8 @@ from hrem.grounding.anchors import kmeans_anchors, mean_best_iou
 from hrem.grounding.asnls import asnls, hard_nls, round_box
 from hrem.grounding.cem import ConsistencyEnergy, cem_loss, consistency_energy
 from hrem.grounding.garan import GARAN
-from hrem.grounding.losses import ignore_mask, smooth_l1, yolo_losses
-from hrem.grounding.targets import mask_target
+from hrem.grounding.training.losses import ignore_mask, smooth_l1, yolo_losses
+from hrem.grounding.training.targets import mask_target
 from hrem.grounding.yolo import (
     build_yolo_targets,
     decode_boxes,

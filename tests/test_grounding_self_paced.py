@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hrem.config.grounding_options import SelfPacedCfg
-from hrem.grounding.self_paced import SelfPacedWeighting, self_paced_weights
+from hrem.grounding.options.self_paced import SelfPacedWeighting, self_paced_weights
 
 LAM = 0.75
 

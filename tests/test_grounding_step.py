@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from hrem.config.grounding_options import STEPCfg
-from hrem.grounding.step import (
+from hrem.grounding.options.step import (
     ConvGRUCell,
     STEPHead,
     coord_map,

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from hrem.config.grounding_options import XTaskCfg
-from hrem.grounding.balance import GradNorm, UncertaintyWeights
-from hrem.grounding.xtask import CrossTaskConsistency, TaskTransferNet, soft_box_raster
+from hrem.grounding.training.balance import GradNorm, UncertaintyWeights
+from hrem.grounding.options.xtask import CrossTaskConsistency, TaskTransferNet, soft_box_raster
 from hrem.grounding.yolo import select_top_box
 
 

@@ -50,7 +50,9 @@ def test_regions_match_a_naive_per_query_post_processing(tiny):
     for got, (rows, hidden) in zip(regions, expected):
         assert len(got) == 12 and got.features.shape == (12, det.feature_dim)
         torch.testing.assert_close(got.scores, torch.tensor([r[0] for r in rows]), rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(got.boxes, torch.tensor([r[2] for r in rows]), rtol=1e-4, atol=1e-4)
+        # boxes are in pixels (x 64): 1e-2 px is ~1.6e-4 of the side, float32 noise of the two paths (a
+        # conditional-DETR box once differed by 2.2e-3 px on another CPU), far below any real mistake
+        torch.testing.assert_close(got.boxes, torch.tensor([r[2] for r in rows]), rtol=1e-4, atol=1e-2)
         torch.testing.assert_close(got.features, hidden[[r[1] for r in rows]], rtol=1e-4, atol=1e-4)
         assert bool((got.scores[:-1] >= got.scores[1:]).all())
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from hrem.cli.options import add_device_argument, add_threads_argument, model_type
+from hrem.pipeline.rerank import DEFAULT_DEPTH, DEFAULT_WEIGHT, RerankOptions   # light: no torch
 
 IMAGE_TARGETS = ("images", "captions")   # = hrem.pipeline.search.IMAGE_TARGETS (not imported: keeps --help light)
 
@@ -43,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="ground the query in each result: box [x1, y1, x2, y2], score, mask (COCO RLE in --json)")
     parser.add_argument("--visualize", type=Path, default=None, metavar="DIR",
                         help="write overlay PNGs (box, mask, query, score) of the grounded results to DIR")
+    parser.add_argument("--rerank", action="store_true",
+                        help="grounding-aware re-ranking: ground the query in the top --rerank-depth images and "
+                             "order them by retrieval score + --rerank-weight x grounding score (docs/search.md)")
+    parser.add_argument("--rerank-depth", type=int, default=DEFAULT_DEPTH, metavar="N",
+                        help="with --rerank: hits grounded and re-ranked per query (the top -k are printed)")
+    parser.add_argument("--rerank-weight", type=float, default=DEFAULT_WEIGHT, metavar="W",
+                        help="with --rerank: weight of the grounding score in the combined score")
     parser.add_argument("--grounding-model", type=model_type("grounding", Path), default=None,
                         help="grounding run directory or shipped name (default: demo-grounding)")
     parser.add_argument("--image-root", type=Path, default=None,
@@ -63,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
                              grounding_model=args.grounding_model, image_root=args.image_root)
     if args.image:
         return run_image_queries(searcher, args, args.filter)
+    rerank = RerankOptions(args.rerank_depth, args.rerank_weight) if args.rerank else None
     results = searcher.search_text(args.query, k=args.k, filter=args.filter, ground=args.ground,
-                                   visualize=args.visualize)
+                                   visualize=args.visualize, rerank=rerank)
     if args.json:
         print(json.dumps([{"query": q, "results": [h.as_dict() for h in hits]}
                           for q, hits in zip(args.query, results)], indent=2))
@@ -84,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
 
 def hit_line(rank: int, hit) -> str:
     meta = "  ".join(f"{k}={v}" for k, v in hit.metadata.items())
-    return f"  {rank:>3}. id {hit.id:<10} score {hit.score:.4f}  {hit.key}  {meta}".rstrip()
+    retrieval = "" if hit.retrieval_score is None else f" (retrieval {hit.retrieval_score:.4f})"
+    return f"  {rank:>3}. id {hit.id:<10} score {hit.score:.4f}{retrieval}  {hit.key}  {meta}".rstrip()
 
 
 def check_query_kind(args: argparse.Namespace) -> None:
@@ -92,8 +102,11 @@ def check_query_kind(args: argparse.Namespace) -> None:
     if bool(args.query) == bool(args.image):
         raise ValueError("expected text queries or --image PATH [PATH ...], found "
                          + ("both" if args.query else "neither"))
-    if args.image and (args.ground or args.visualize):
-        raise ValueError("--ground / --visualize: grounding needs a text query; they do not apply to --image")
+    if args.image and (args.ground or args.visualize or args.rerank):
+        raise ValueError("--ground / --visualize / --rerank: grounding needs a text query; they do not apply "
+                         "to --image")
+    if args.rerank:
+        RerankOptions(args.rerank_depth, args.rerank_weight)   # bad depth / weight before any model loads
     if args.query and args.target != "auto":
         raise ValueError(f"--target {args.target}: applies to --image queries (text always searches images)")
 

@@ -62,6 +62,15 @@ def search_function(searcher: Any):
     return search
 
 
+def rerank_function(searcher: Any):
+    """(query, k[, filter]) -> hits re-ranked with grounding at the default depth and weight (hrem.pipeline.rerank)."""
+    from hrem.pipeline.rerank import RerankOptions
+
+    def rerank_search(query: str, k: int, filter: Any = None) -> list[dict[str, Any]]:
+        return [hit.as_dict() for hit in searcher.search_text([query], k=k, filter=filter, rerank=RerankOptions())[0]]
+    return rerank_search
+
+
 def image_search_function(searcher: Any):
     """(PIL image, k) -> image -> image hits, or None when the model reads precomputed features, not pixels."""
     if searcher.model.preprocess is None:
@@ -108,7 +117,8 @@ def create_app(index_dir: str | Path, grounding_run: str | Path | None = None, l
     from hrem.serve.app import build_app
     from hrem.serve.backend import Backend
 
-    searcher = Searcher.load(index_dir, model_dir, device=torch.device(device), mmap=mmap)
+    searcher = Searcher.load(index_dir, model_dir, device=torch.device(device), mmap=mmap,
+                             grounding_model=grounding_run, image_root=corpus_root)
     if "images" not in searcher.indices:
         raise ValueError(f"{index_dir}: no images index; the page searches images by text "
                          f"(build one with `hrem index --modality images`)")
@@ -119,7 +129,8 @@ def create_app(index_dir: str | Path, grounding_run: str | Path | None = None, l
             "factory": images.info.factory, "grounding_run": Path(grounding_run).name if grounding_run else None}
     backend = Backend(search_function(searcher), images.emb_dir, ground,
                       Path(corpus_root) if corpus_root else None, info,
-                      image_search=image_search_function(searcher), similar=similar_function(searcher))
+                      image_search=image_search_function(searcher), similar=similar_function(searcher),
+                      rerank_search=rerank_function(searcher) if grounding_run else None)
     return build_app(backend, limits)
 
 

@@ -23,6 +23,9 @@ class MCNBackboneCfg:
 
     resnet: dict[str, Any] = field(default_factory=dict)  # ResNetConfig kwargs, used when `path` is None
     path: str | None = None  # local dir with pretrained AutoBackbone weights; None = random init
+    # a detector run dir or shipped name ('shapes-detector') whose backbone starts a fresh training run
+    # (hrem.train.backbone_init: MCN starts from COCO-pretrained DarkNet); None = no initialisation
+    init: str | None = None
     out_features: tuple[str, str, str] = ("stage2", "stage3", "stage4")  # strides 8, 16, 32
     frozen_stages: int = 0  # 0 = train all, 1 = freeze the stem, k = stem + stage1..stage(k-1)
     pixel_mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # MCN feeds pixels / 255 only
@@ -35,6 +38,10 @@ class MCNBackboneCfg:
         )
         require(
             all(s > 0 for s in self.pixel_std), f"backbone.pixel_std: expected > 0, found {self.pixel_std}"
+        )
+        require(
+            self.init is None or self.path is None,
+            f"backbone: `init` ({self.init!r}) and `path` ({self.path!r}) both give initial weights; keep one",
         )
         require(
             self.path is not None or bool(self.resnet),

@@ -12,6 +12,7 @@ from hrem.data.tokenize import TextTokenizer
 from hrem.vision.backbone import VisualBackbone
 from hrem.grounding.language import GRULanguageEncoder, HFLanguageEncoder
 from hrem.grounding.model import GroundingModel
+from hrem.grounding.parts import build_parts
 from hrem.utils.paths import resolve_text_model_path
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def build_mcn(
 ) -> GroundingModel:
     """A freshly initialised GroundingModel for `card` on `device` / `dtype` (hrem.factory loads weights)."""
     fine = card.mask_refine.feature if card.mask_refine.enabled else None
-    model = GroundingModel(card, VisualBackbone(card.backbone, fine), build_language(card))
+    model = GroundingModel(card, build_parts(card, VisualBackbone(card.backbone, fine), build_language(card)))
     model.to(device=device, dtype=dtype)
     log.info(
         "built MCN '%s': %.2f M parameters (%.2f M trainable)",

@@ -7,14 +7,16 @@ images [B, 3, S, S] (letterboxed, [0, 1]) + tokens
      [mask_refine (hrem option): + a head refining the mask to S/4 with the stride-4 backbone map]
   -> REC: bottom-up from the RES post-GARAN features to stride 32, GARAN, YOLO conv -> [B, g, g, 3, 5]
      [ca2m.box_head: + a direct box from the fused [CLS] token]
-Training adds CEM between the two branches' attended maps (`compute_losses`); inference takes the top box,
-applies ASNLS to the mask and maps both back to the original image (`predict`). The bracketed options are
-those of REFERENCE_EXTRA.md; the defaults are the MCN baseline.
+The model returns outputs only: hrem.grounding.criterion turns them into the training loss (with CEM
+between the two branches' attended maps); inference takes the top box, applies ASNLS to the mask and maps
+both back to the original image (`predict`). The bracketed options are those of REFERENCE_EXTRA.md (the
+defaults are the MCN baseline); hrem.grounding.parts chooses them from the card, once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,21 +27,12 @@ from hrem.config.grounding import MCNCard
 from hrem.data.tokenize import TokenBatch
 from hrem.grounding.asnls import asnls as apply_asnls
 from hrem.grounding.asnls import round_box
-from hrem.vision.backbone import VisualBackbone
-from hrem.grounding.box_regression import DirectBoxHead, cxcywh_to_xyxy, giou_loss, l1_box_loss
-from hrem.grounding.cem import ConsistencyEnergy, cem_loss
-from hrem.grounding.fusion import SimpleFusion
-from hrem.grounding.fusion_ca2m import CA2MFusion, FusionOutput
-from hrem.grounding.garan import GARAN
-from hrem.grounding.heads import ASPPDecoder, MaskRefiner, YoloHead
-from hrem.grounding.language import LanguageOutput
-from hrem.grounding.layers import ConvBNLeaky
-from hrem.grounding.losses import mask_loss_per_sample, yolo_losses_per_sample
-from hrem.grounding.neck import BottomUpPath, TopDownPath
-from hrem.grounding.step import STEPHead
-from hrem.grounding.targets import GroundingTargets
+from hrem.grounding.res_head import ResInputs
 from hrem.grounding.yolo import decode_boxes, select_top_box, xywh_to_xyxy
 from hrem.vision.letterbox import LetterboxMeta, box_from_letterbox, probs_from_letterbox
+
+if TYPE_CHECKING:  # the builder's bundle, for the annotation only: the model never imports the options
+    from hrem.grounding.parts import GroundingParts
 
 
 @dataclass(frozen=True)
@@ -70,109 +63,41 @@ class GroundingPrediction:
     box_letterbox: tuple[int, int, int, int]  # the rounded input-pixel box ASNLS used (inclusive)
 
 
-@dataclass(frozen=True)
-class ResBranch:
-    features: torch.Tensor  # [B, neck, S/8, S/8] what the REC bottom-up path consumes
-    attended: torch.Tensor  # [B, neck, S/8, S/8] F_s for CEM
-    mask_logits: torch.Tensor  # [B, 1, S/8, S/8]
-    collect: torch.Tensor | None = None
-    sentence: torch.Tensor | None = None  # STEP's s_T when it replaces f_q on the REC side
-    fine_mask_logits: torch.Tensor | None = None  # [B, 1, S/4, S/4] (mask_refine)
-
-
-def build_mask_refiner(card: MCNCard, aspp: ASPPDecoder, fine_channels: int | None) -> MaskRefiner | None:
-    """hrem's stride-4 refinement head when the card enables mask_refine, else None."""
-    refine = card.mask_refine
-    if not refine.enabled:
-        return None
-    if fine_channels is None:
-        raise ValueError("mask_refine.enabled: the visual backbone was built without the stride-4 map "
-                         f"{refine.feature!r} (build the model with hrem.grounding.build_mcn)")
-    return MaskRefiner(aspp.merged_channels, fine_channels, refine.skip, refine.width, refine.detach)
-
-
-def build_fusion(card: MCNCard, channels: tuple[int, int, int], language: nn.Module) -> nn.Module:
-    if card.fusion == "ca2m":
-        return CA2MFusion(channels, language.level_widths, card.ca2m, card.widths.fusion,
-                          card.language.dim, card.language.max_tokens + 2)
-    return SimpleFusion(channels[2], card.language.dim, card.widths.fusion)
-
-
 class GroundingModel(nn.Module):
-    def __init__(self, card: MCNCard, backbone: VisualBackbone, language: nn.Module) -> None:
+    """Wires the parts of hrem.grounding.parts.build_parts (build it with hrem.grounding.build_mcn)."""
+
+    def __init__(self, card: MCNCard, parts: GroundingParts) -> None:
         super().__init__()
         self.card = card
-        w, text_dim = card.widths, card.language.dim
-        c3, c4, c5 = backbone.channels
-        self.backbone = backbone
-        self.language = language
-        self.fusion = build_fusion(card, backbone.channels, language)
-        self.top_down = TopDownPath(w.fusion, c4, c3, w.skip, w.neck)
-        if card.res_head == "step":
-            neck_maps = card.step.visual_source == "neck"
-            self.step = STEPHead((w.neck, w.neck, w.fusion) if neck_maps else (c3, c4, c5), text_dim, card.step)
-            self.step_proj = ConvBNLeaky(card.step.gru_hidden, w.neck, 1)  # h_T -> F_s (CEM, REC input)
-        else:
-            self.res_garan = GARAN(w.neck, text_dim, w.garan_heads)
-            self.mask_head = ASPPDecoder(w.neck, w.aspp, w.aspp_dilations)
-            self.mask_refiner = build_mask_refiner(card, self.mask_head, backbone.fine_channels)
-        self.bottom_up = BottomUpPath(w.fusion, w.neck)
-        self.rec_garan = GARAN(w.neck, text_dim, w.garan_heads)
-        self.box_head = YoloHead(w.neck, len(card.anchors))
-        self.direct_box = None
-        if card.fusion == "ca2m" and card.ca2m.box_head:
-            self.direct_box = DirectBoxHead(card.ca2m.fusion_width, card.ca2m.fusion_width)
-        self.cem = ConsistencyEnergy(w.neck)  # training only, but its weights live in the model (as in K)
+        self.backbone = parts.backbone
+        self.language = parts.language
+        self.fusion = parts.fusion
+        self.top_down = parts.top_down
+        self.res_head = parts.res_head  # a plain object: its modules are registered right below
+        for name, module in parts.res_head.parts().items():
+            # On the model itself, not under the head: checkpoint keys stay MCN's (res_garan.*, step.*).
+            self.add_module(name, module)
+        self.bottom_up = parts.bottom_up
+        self.rec_garan = parts.rec_garan
+        self.box_head = parts.box_head
+        self.direct_box = parts.direct_box
+        self.cem = parts.cem  # read by the criterion only
         self.register_buffer("anchors", torch.tensor(card.anchors, dtype=torch.float32), persistent=False)
 
     def shared_layer(self) -> torch.Tensor:
-        """The last weight both tasks depend on (GradNorm's W): the fused trunk's last conv, or with STEP
-        (whose RES head may read the backbone maps, not F_m) the backbone's last conv."""
-        if self.card.res_head == "step":
-            return [m for m in self.backbone.modules() if isinstance(m, nn.Conv2d)][-1].weight
-        return self.fusion.last_weight
-
-    def _fuse(self, c3, c4, c5, language: LanguageOutput) -> FusionOutput:
-        if self.card.fusion == "ca2m":
-            return self.fusion(c3, c4, c5, language)
-        return FusionOutput(self.fusion(c5, language.sentence))
-
-    def _res_branch(self, fused, mid, c3, c4, c5, language: LanguageOutput, sentence: torch.Tensor,
-                    fine: torch.Tensor | None) -> ResBranch:
-        if self.card.res_head == "step":
-            grid = tuple(c3.shape[-2:])
-            if self.card.step.visual_source == "neck":
-                levels = (self.top_down.down(mid, c3), mid, fused)
-            else:
-                levels = (c3, c4, c5)
-            out = self.step(levels, language.tokens, language.mask, grid)
-            features = self.step_proj(out.hidden)
-            rec_sentence = out.sentence if self.card.step.sentence_to_rec else None
-            return ResBranch(features, features, out.logits, None, rec_sentence)
-        res = self.res_garan(self.top_down.down(mid, c3), sentence)
-        if self.mask_refiner is None:
-            return ResBranch(res.features, res.attended, self.mask_head(res.features), res.collect)
-        merged = self.mask_head.merged(res.features)
-        mask = self.mask_head.out(merged)
-        return ResBranch(res.features, res.attended, mask, res.collect,
-                         fine_mask_logits=self.mask_refiner(merged, mask, fine))
+        """The last weight both tasks depend on (GradNorm's W), as the RES head decides."""
+        return self.res_head.shared_layer(self.backbone, self.fusion)
 
     def forward(self, images: torch.Tensor, tokens: TokenBatch) -> GroundingOutput:
-        size = self.card.input_size
-        if images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
-            raise ValueError(
-                f"images: expected [B, 3, {size}, {size}] letterboxed input for card "
-                f"'{self.card.name}', found {tuple(images.shape)}"
-            )
+        self._check_images(images)
         language = self.language(tokens)
         *fine, c3, c4, c5 = self.backbone(images)
-        if fine and tuple(fine[0].shape[-2:]) != (2 * c3.shape[-2], 2 * c3.shape[-1]):
-            raise ValueError(f"mask_refine.feature {self.card.mask_refine.feature!r}: expected a stride-4 map "
-                             f"of {2 * c3.shape[-2]}x{2 * c3.shape[-1]}, found {tuple(fine[0].shape[-2:])}")
-        fusion = self._fuse(c3, c4, c5, language)
+        self._check_fine(fine, c3)
+        fusion = self.fusion(c3, c4, c5, language)
         sentence = language.sentence if fusion.sentence is None else fusion.sentence
         mid = self.top_down.mid(fusion.fused, c4)
-        res = self._res_branch(fusion.fused, mid, c3, c4, c5, language, sentence, fine[0] if fine else None)
+        res = self.res_head(ResInputs(fusion.fused, mid, c3, c4, c5, language, sentence,
+                                      fine[0] if fine else None, self.top_down))
         rec_sentence = sentence if res.sentence is None else res.sentence
         rec = self.rec_garan(self.bottom_up(res.features, mid, fusion.fused), rec_sentence)
         raw = self.box_head(rec.features)
@@ -191,43 +116,18 @@ class GroundingModel(nn.Module):
             fine_mask_logits=res.fine_mask_logits,
         )
 
-    def per_sample_losses(self, output: GroundingOutput, targets: GroundingTargets) -> dict[str, torch.Tensor]:
-        """Per-sample [B] terms: "xy", "wh", "conf", "mask" (0 without a mask target), with mask_refine
-        "mask_fine" (stride 4, when the targets have it) and, with the direct box head, "box_l1" and
-        "box_giou" on normalised coordinates (0 for samples without a box)."""
-        cfg = self.card.losses
-        terms = yolo_losses_per_sample(output.raw, output.boxes_xywh, targets.yolo, cfg.ignore_iou, cfg.wh_sigma)
-        batch = output.raw.shape[0]
-        no_mask = output.raw.new_zeros(batch)
-        terms["mask"] = no_mask if targets.mask is None else mask_loss_per_sample(output.mask_logits, targets.mask)
-        if output.fine_mask_logits is not None and targets.fine_mask is not None:
-            terms["mask_fine"] = mask_loss_per_sample(output.fine_mask_logits, targets.fine_mask)
-        if output.direct_box is not None:
-            valid = targets.yolo.valid.to(output.direct_box.dtype)
-            gt = targets.yolo.boxes_xywh.to(output.direct_box.dtype) / self.card.input_size
-            terms["box_l1"] = valid * l1_box_loss(output.direct_box, gt)
-            terms["box_giou"] = valid * giou_loss(cxcywh_to_xyxy(output.direct_box), cxcywh_to_xyxy(gt))
-        return terms
+    def _check_images(self, images: torch.Tensor) -> None:
+        size = self.card.input_size
+        if images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
+            raise ValueError(
+                f"images: expected [B, 3, {size}, {size}] letterboxed input for card "
+                f"'{self.card.name}', found {tuple(images.shape)}"
+            )
 
-    def cem_term(self, output: GroundingOutput) -> tuple[torch.Tensor, torch.Tensor]:
-        """(L_cem, mean energy detached) between the RES and REC attended maps."""
-        energy = self.cem(output.res_attended, output.rec_attended)
-        return cem_loss(energy), energy.detach().mean()
-
-    def compute_losses(self, output: GroundingOutput, targets: GroundingTargets) -> dict[str, torch.Tensor]:
-        """{"loss", "xy", "wh", "conf", "mask", "cem", "energy"} (+ "box_l1", "box_giou" with the direct box
-        head, + "mask_fine" with mask_refine); every term averaged over the batch; "loss" uses MCN's fixed weights."""
-        cfg = self.card.losses
-        terms = {name: values.mean() for name, values in self.per_sample_losses(output, targets).items()}
-        terms["cem"], energy = self.cem_term(output)
-        direct = terms.get("box_l1", 0.0) + terms.get("box_giou", 0.0)
-        refine = self.card.mask_refine.weight * terms.get("mask_fine", 0.0)
-        terms["loss"] = (
-            terms["xy"] + terms["wh"] + terms["conf"] + cfg.mask_weight * terms["mask"]
-            + cfg.cem_weight * terms["cem"] + direct + refine
-        )
-        terms["energy"] = energy
-        return terms
+    def _check_fine(self, fine: list[torch.Tensor], c3: torch.Tensor) -> None:
+        if fine and tuple(fine[0].shape[-2:]) != (2 * c3.shape[-2], 2 * c3.shape[-1]):
+            raise ValueError(f"mask_refine.feature {self.card.mask_refine.feature!r}: expected a stride-4 map "
+                             f"of {2 * c3.shape[-2]}x{2 * c3.shape[-1]}, found {tuple(fine[0].shape[-2:])}")
 
     def top_boxes(self, output: GroundingOutput) -> tuple[torch.Tensor, torch.Tensor]:
         """(xyxy input pixels [B, 4], score [B]) of the card's box source; the score is the top YOLO

@@ -12,12 +12,12 @@ import torch
 
 from hrem.config.base import to_dict
 from hrem.factory import load_card
+from hrem.grounding import GroundingTask
 from hrem.jobs.common import check_resume, command_line, dataset_or_demo, loop_settings, record_job
 from hrem.jobs.grounding import evaluate_splits, format_summary, splits_summary
 from hrem.jobs.summary import EvaluationSummary, TrainSummary
 from hrem.jobs.train_config import GROUNDING_SCORE, TrainGroundingJob
 from hrem.pipeline.ground import Grounder, evaluate_grounding, read_grounding_split
-from hrem.train.grounding import GroundingTask
 from hrem.train.grounding_run import build_grounding_trainer, grounding_train_config
 from hrem.utils.device import resolve_device, resolve_precision, set_threads
 

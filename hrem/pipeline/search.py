@@ -41,6 +41,7 @@ from hrem.index import VectorSearcher
 from hrem.index.info import INDEX_JSON, read_info
 from hrem.pipeline.encode import EncodeOptions, encode_captions, encode_image_batch
 from hrem.pipeline.query_images import query_inputs
+from hrem.pipeline.rerank import RerankOptions, rerank_hits
 from hrem.pipeline.search_eval import index_dirs
 from hrem.store import EMBEDDING, embeddings_to_numpy, load_manifest, read_metadata
 
@@ -56,9 +57,12 @@ class SearchHit:
     key: str
     metadata: dict[str, Any] = field(default_factory=dict)   # image_id (captions) + pass-through columns
     grounding: Any = None   # hrem.pipeline.ground.Grounding (box, score, mask) with search_text(ground=True)
+    retrieval_score: float | None = None   # with rerank: the embedding score; `score` is then the combined one
 
     def as_dict(self) -> dict[str, Any]:
         out = {"id": self.id, "score": self.score, "key": self.key, **self.metadata}
+        if self.retrieval_score is not None:
+            out["retrieval_score"] = self.retrieval_score
         if self.grounding is not None:
             out["grounding"] = self.grounding.as_dict()   # {"box": [x1, y1, x2, y2], "score", "mask_rle"}
         return out
@@ -133,25 +137,48 @@ class Searcher:
 
     # -- search -------------------------------------------------------------------------------------
     def search_text(self, queries: Sequence[str], k: int = 10, filter: Any = None, ground: bool = False,
-                    visualize: str | Path | None = None) -> list[list[SearchHit]]:
+                    visualize: str | Path | None = None, rerank: RerankOptions | None = None) -> list[list[SearchHit]]:
         """Images for each text query. `ground=True` grounds the query in every retrieved image (hit.grounding:
-        box, score, mask); `visualize=DIR` also writes overlay PNGs there."""
-        hits = self.search_vectors(self.encode_text(queries), "images", k, filter)
-        return self.ground_hits(queries, hits, visualize) if ground or visualize else hits
+        box, score, mask); `visualize=DIR` also writes overlay PNGs there. `rerank=RerankOptions(depth, weight)`
+        grounds the top `depth` hits and re-orders them by retrieval + weight x grounding score
+        (hrem.pipeline.rerank; the hits are then grounded)."""
+        depth = max(k, rerank.depth) if rerank else k
+        hits = self.search_vectors(self.encode_text(queries), "images", depth, filter)
+        if not (ground or visualize or rerank):
+            return hits
+        hits = self.ground_hits(queries, hits)
+        if rerank:
+            hits = rerank_hits(hits, rerank, k)
+        if visualize:
+            self.write_overlays(queries, hits, visualize)
+        return hits
 
     def ground_hits(self, queries: Sequence[str], hits: list[list[SearchHit]],
                     visualize: str | Path | None = None) -> list[list[SearchHit]]:
-        from hrem.pipeline.ground import Grounder, ground_results, search_image_root, write_result_overlays
+        """The hits with hit.grounding filled: each query grounded in each of its hits' images."""
+        from hrem.pipeline.ground import Grounder, ground_results
 
         if self._grounder is None:
             self._grounder = Grounder.load(self.grounding_model, device=self.device)
-        root = self.image_root or search_image_root(self.indices["images"].emb_dir)
         keys = [[hit.key for hit in row] for row in hits]
-        found = ground_results(self._grounder, queries, keys, root)
+        found = ground_results(self._grounder, queries, keys, self._image_root())
+        grounded = [[dataclasses.replace(h, grounding=g) for h, g in zip(row, gs)] for row, gs in zip(hits, found)]
         if visualize:
-            written = write_result_overlays(visualize, queries, keys, found, root)
-            log.info("wrote %d overlay(s) to %s", len(written), visualize)
-        return [[dataclasses.replace(h, grounding=g) for h, g in zip(row, gs)] for row, gs in zip(hits, found)]
+            self.write_overlays(queries, grounded, visualize)
+        return grounded
+
+    def write_overlays(self, queries: Sequence[str], hits: list[list[SearchHit]], out_dir: str | Path) -> None:
+        from hrem.pipeline.ground import write_result_overlays
+
+        keys = [[hit.key for hit in row] for row in hits]
+        found = [[hit.grounding for hit in row] for row in hits]
+        written = write_result_overlays(out_dir, queries, keys, found, self._image_root())
+        log.info("wrote %d overlay(s) to %s", len(written), out_dir)
+
+    def _image_root(self) -> Path:
+        from hrem.pipeline.ground import search_image_root
+
+        return self.image_root or search_image_root(self.indices["images"].emb_dir)
 
     def search_image(self, images: Sequence[Any], k: int = 10, filter: Any = None,
                      target: str = "captions") -> list[list[SearchHit]]:

@@ -131,23 +131,30 @@ def add_search_routes(app: FastAPI, state: ServeState) -> None:
     async def healthz() -> dict[str, Any]:
         """Liveness and limits: status, model calls in flight, capacity, grounding, index size and model."""
         return {"status": "ok", "in_flight": state.pool.in_flight, "capacity": state.pool.capacity,
-                "grounding": state.backend.ground is not None, "max_k": limits.max_k,
+                "grounding": state.backend.ground is not None, "rerank": state.backend.rerank_search is not None,
+                "max_k": limits.max_k,
                 "max_query_chars": limits.max_query_chars, "image_search": state.backend.image_search is not None,
                 "similar": state.backend.similar is not None, "max_upload_bytes": limits.max_upload_bytes,
                 "max_upload_pixels": limits.max_upload_pixels, **state.backend.info}
 
     @app.get("/api/search")
-    async def search(q: str | None = None, k: int | None = None, filter: str | None = None) -> dict[str, Any]:
+    async def search(q: str | None = None, k: int | None = None, filter: str | None = None,
+                     rerank: bool = False) -> dict[str, Any]:
         """Images best matching the text `q` (k results, default 20): id, score, key, captions, image_url.
         `filter` keeps only images whose metadata match a condition such as "split = 'test' and width >= 100"
-        (docs/filters.md; 400 with the position of the mistake when it does not parse)."""
+        (docs/filters.md; 400 with the position of the mistake when it does not parse). `rerank=true` grounds
+        the query in the top hits and re-orders them (each result then has retrieval_score and grounding)."""
         query, k = check_query(q, limits), check_k(k, limits)
         where = check_filter(filter, state.catalog.image_columns, limits.max_filter_chars)
+        search_fn = state.backend.rerank_search if rerank else state.backend.search
+        if search_fn is None:
+            raise ApiError(501, "rerank is not available: start the server with a grounding model (--grounding)")
         # Unfiltered calls keep the two-argument search(query, k) of backends without filter support.
         args = (query, k) if where is None else (query, k, where)
         started = time.perf_counter()
-        hits = await state.call_model(state.backend.search, *args)
+        hits = await state.call_model(search_fn, *args)
         body = {"query": query, "k": k, "took_ms": _ms_since(started), "results": await state.result_rows(hits)}
+        body = {**body, "rerank": True} if rerank else body
         return body if filter is None else {**body, "filter": filter}
 
 

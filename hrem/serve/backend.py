@@ -12,6 +12,8 @@ once and hands them over as a `Backend`. Tests can hand over the same real objec
     image_search(image, k[, filter]) -> hits like search()   image: an RGB PIL image (decoded under the upload
                                                            limits); image -> image
     similar(image_id, k[, filter]) -> hits like search()     "more like this": the stored image left out
+    rerank_search(query, k[, filter]) -> hits like search(), re-ranked with grounding (hrem.pipeline.rerank):
+                                       each also carries "retrieval_score" and "grounding" (box, score, mask_rle)
 """
 from __future__ import annotations
 
@@ -45,3 +47,4 @@ class Backend:
     info: dict[str, Any] = field(default_factory=dict)   # shown by /healthz (model, index sizes, ...)
     image_search: ImageSearchFn | None = None   # None: POST /api/search answers 501 (e.g. a features-only model)
     similar: SimilarFn | None = None            # None: /api/similar answers 501
+    rerank_search: SearchFn | None = None       # None: /api/search?rerank=true answers 501 (no grounding model)

@@ -21,9 +21,10 @@ from hrem.config.grounding import MCNCard
 from hrem.data.grounding_dataset import GroundingCollate, GroundingTrainSet
 from hrem.data.readers.refs import RefObject
 from hrem.factory import create_model
-from hrem.grounding import build_mcn_tokenizer, kmeans_anchors, mean_best_iou
+from hrem.grounding import GroundingCriterion, GroundingTask, build_mcn_tokenizer, kmeans_anchors, mean_best_iou
+from hrem.train.backbone_init import init_backbone_from_detector
 from hrem.train.config import TrainConfig
-from hrem.train.grounding import GroundingCriterion, GroundingTask, GroundingTrainer
+from hrem.train.grounding import GroundingTrainer
 from hrem.train.loop import Evaluator
 from hrem.train.run import record_or_check_args
 from hrem.vision.letterbox import SampleLetterbox
@@ -76,11 +77,13 @@ def build_grounding_trainer(card: MCNCard, train_refs: Sequence[RefObject], run_
     record_or_check_args(run_dir, card, config, {"task": dataclasses.asdict(task), **(extra_args or {})})
     torch.manual_seed(config.seed)  # model initialisation depends on the seed only
     model = create_model(card, device=device)
+    if card.backbone.init:
+        init_backbone_from_detector(model, card.backbone.init)   # a resumed run then loads its own weights
     if card.language.kind == "hf" and card.language.freeze and config.text_cache_size > 0:
         # a frozen encoder maps an expression to fixed states: ShapesRef train has 21.5k distinct
         # expressions among 55.9k, so most steps reuse them (CA2M's hidden-state path bypasses the cache)
         model.language.text.enable_feature_cache(config.text_cache_size)
-    criterion = GroundingCriterion(model, task)
+    criterion = GroundingCriterion.for_model(model, task)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training MCN card '%s' (task %s, CEM %s) on %d referred objects; %d trainable parameters",
              card.name, task.task, "on" if task.uses_cem else "off", len(dataset), n_train)

@@ -53,7 +53,8 @@
     grid.replaceChildren.apply(grid, body.results.map(function (hit, i) { return renderCard(hit, i + 1); }));
     grid.dataset.count = body.results.length;
     grid.dataset.query = label;
-    setStatus(body.results.length + " result(s) for " + body.query + " in " + body.took_ms + " ms");
+    setStatus(body.results.length + " result(s) for " + body.query + (body.rerank ? ", re-ranked with grounding" : "")
+              + " in " + body.took_ms + " ms");
   }
 
   // The query image beside the form; the <img> exists only while there is one (a src-less image never loads).
@@ -111,6 +112,7 @@
     showQueryImage(null);
     setStatus("searching…");
     const params = new URLSearchParams({ q: q, k: $("k").value });
+    if ($("rerank").checked && !$("rerank-option").hidden) params.set("rerank", "true");
     try {
       const body = await getJson("/api/search?" + params);
       showResults(Object.assign({}, body, { query: "“" + body.query + "”" }), "text");
@@ -224,6 +226,7 @@
   // Hide what this server cannot do (a features-only model takes no query images).
   getJson("/healthz").then(function (health) {
     $("pick-image").hidden = !health.image_search;
+    $("rerank-option").hidden = !health.rerank;
     document.body.classList.toggle("no-similar", !health.similar);
   }).catch(function () { /* the first search reports a server that is down */ });
   const initial = new URLSearchParams(window.location.search).get("q");

@@ -1,6 +1,6 @@
 """`fusion: ca2m`: multi-grained CA2M fusion (REFERENCE_EXTRA.md §3.4 a) in place of MCN's simple fusion.
 
-The stride-16 F_v^3 map of hrem.grounding.ca2m becomes MCN's fused map F_m at stride 32 (2x2 average
+The stride-16 F_v^3 map of hrem.grounding.options.ca2m becomes MCN's fused map F_m at stride 32 (2x2 average
 pooling, then a 1x1 conv-BN-Leaky to the fusion width), so the collaborative neck, the GARANs and both
 heads are unchanged. The fused [CLS] token is returned for the optional direct box head and, with
 `ca2m.sentence_to_garan`, projected to the sentence width and used as f_q by both GARANs.
@@ -8,22 +8,14 @@ heads are unchanged. The fused [CLS] token is returned for the optional direct b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from hrem.config.grounding_options import CA2MCfg
-from hrem.grounding.ca2m import MultiGrainedCA2M
+from hrem.grounding.fusion import FusionOutput
 from hrem.grounding.language import LanguageOutput
 from hrem.grounding.layers import ConvBNLeaky
-
-
-@dataclass(frozen=True)
-class FusionOutput:
-    fused: torch.Tensor  # [B, fusion, S/32, S/32] F_m
-    cls: torch.Tensor | None = None  # [B, ca2m.fusion_width] fused [CLS] token (CA2M only)
-    sentence: torch.Tensor | None = None  # [B, D] replacement f_q for the GARANs, or None to keep f_q
+from hrem.grounding.options.ca2m import MultiGrainedCA2M
 
 
 class CA2MFusion(nn.Module):
