@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from hrem.utils.device import resolve_device, set_threads
 
     check_query_kind(args)
+    # built (and so checked) before any model loads
+    rerank = RerankOptions(args.rerank_depth, args.rerank_weight) if args.rerank else None
     if args.filter is not None:
         parse_where(args.filter)   # syntax errors before the model loads; columns are checked by the search
     set_threads(args.threads)
@@ -71,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
                              grounding_model=args.grounding_model, image_root=args.image_root)
     if args.image:
         return run_image_queries(searcher, args, args.filter)
-    rerank = RerankOptions(args.rerank_depth, args.rerank_weight) if args.rerank else None
     results = searcher.search_text(args.query, k=args.k, filter=args.filter, ground=args.ground,
                                    visualize=args.visualize, rerank=rerank)
     if args.json:
@@ -105,8 +106,6 @@ def check_query_kind(args: argparse.Namespace) -> None:
     if args.image and (args.ground or args.visualize or args.rerank):
         raise ValueError("--ground / --visualize / --rerank: grounding needs a text query; they do not apply "
                          "to --image")
-    if args.rerank:
-        RerankOptions(args.rerank_depth, args.rerank_weight)   # bad depth / weight before any model loads
     if args.query and args.target != "auto":
         raise ValueError(f"--target {args.target}: applies to --image queries (text always searches images)")
 

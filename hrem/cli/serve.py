@@ -89,11 +89,10 @@ def similar_function(searcher: Any):
     return similar
 
 
-def grounding_function(run_dir: Path, device: Any):
-    """(image_path, query) -> {"box", "score", "mask"} through the grounding stage (hrem.pipeline.ground)."""
-    from hrem.pipeline.ground import Grounder
-
-    grounder = Grounder.load(run_dir, device=device, batch_size=1)
+def grounding_function(searcher: Any):
+    """(image_path, query) -> {"box", "score", "mask"} through the searcher's grounding model, loaded now (the
+    same one re-ranking uses: the weights are held once)."""
+    grounder = searcher.grounder()
 
     def ground(image_path: Path, query: str) -> dict[str, Any]:
         result = grounder.ground([image_path], [query])[0].as_dict()
@@ -123,7 +122,7 @@ def create_app(index_dir: str | Path, grounding_run: str | Path | None = None, l
         raise ValueError(f"{index_dir}: no images index; the page searches images by text "
                          f"(build one with `hrem index --modality images`)")
     images = searcher.indices["images"]
-    ground = grounding_function(Path(grounding_run), torch.device(device)) if grounding_run else None
+    ground = grounding_function(searcher) if grounding_run else None
     # Folder names only: /healthz is public and absolute paths tell a visitor about the machine.
     info = {"index": Path(index_dir).name, "images": int(images.info.ntotal), "dim": int(images.dim),
             "factory": images.info.factory, "grounding_run": Path(grounding_run).name if grounding_run else None}

@@ -92,7 +92,7 @@ class Searcher:
         self.options = EncodeOptions(torch.device(device))
         self.grounding_model = grounding_model   # grounding run dir; None = the shipped demo grounding model
         self.image_root = Path(image_root) if image_root else None   # None = the folder the embeddings came from
-        self._grounder = None                     # loaded on the first search_text(ground=True)
+        self._grounder = None                     # loaded by grounder(), on first use
 
     @classmethod
     def load(cls, index_dir: str | Path, model_dir: str | Path | None = None,
@@ -156,16 +156,22 @@ class Searcher:
     def ground_hits(self, queries: Sequence[str], hits: list[list[SearchHit]],
                     visualize: str | Path | None = None) -> list[list[SearchHit]]:
         """The hits with hit.grounding filled: each query grounded in each of its hits' images."""
-        from hrem.pipeline.ground import Grounder, ground_results
+        from hrem.pipeline.ground import ground_results
 
-        if self._grounder is None:
-            self._grounder = Grounder.load(self.grounding_model, device=self.device)
         keys = [[hit.key for hit in row] for row in hits]
-        found = ground_results(self._grounder, queries, keys, self._image_root())
+        found = ground_results(self.grounder(), queries, keys, self._image_root())
         grounded = [[dataclasses.replace(h, grounding=g) for h, g in zip(row, gs)] for row, gs in zip(hits, found)]
         if visualize:
             self.write_overlays(queries, grounded, visualize)
         return grounded
+
+    def grounder(self):
+        """The grounding model (hrem.pipeline.ground.Grounder), loaded on first use and then shared."""
+        from hrem.pipeline.ground import Grounder
+
+        if self._grounder is None:
+            self._grounder = Grounder.load(self.grounding_model, device=self.device)
+        return self._grounder
 
     def write_overlays(self, queries: Sequence[str], hits: list[list[SearchHit]], out_dir: str | Path) -> None:
         from hrem.pipeline.ground import write_result_overlays

@@ -42,7 +42,8 @@ def init_backbone_from_detector(model: torch.nn.Module, source: str | Path) -> i
     shapes = [f"{k}: model {tuple(own[k].shape)}, detector {tuple(state[k].shape)}"
               for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
     if missing or shapes:
-        detail = "; ".join([f"missing in the detector: {', '.join(missing[:3])}"] * bool(missing) + shapes[:3])
+        problems = ([f"missing in the detector: {', '.join(missing[:3])}"] if missing else []) + shapes[:3]
+        detail = "; ".join(problems)
         raise ValueError(f"backbone.init '{source}' ({weights}): the detector's backbone does not match the card's "
                          f"({detail}); use a detector trained with the same backbone.resnet card")
     with torch.no_grad():
