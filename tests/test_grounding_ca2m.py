@@ -304,3 +304,20 @@ def test_direct_box_head_outputs_normalised_boxes():
     assert len([m for m in head.mlp if isinstance(m, torch.nn.Linear)]) == 3
     with pytest.raises(ValueError, match="cls"):
         head(torch.randn(5, 11))
+
+
+def test_mean_first_token_matches_a_naive_loop_and_feeds_the_groups():
+    from hrem.grounding.options.ca2m import with_mean_first_token
+    c3, c4, c5, levels, mask = _multi_inputs()
+    out = with_mean_first_token(levels[0], mask)
+    for b, length in enumerate(LENGTHS):
+        torch.testing.assert_close(out[b, 0], levels[0][b, :length].mean(0))
+        torch.testing.assert_close(out[b, 1:], levels[0][b, 1:])
+    torch.manual_seed(0)
+    mean_model = _fusion(CA2MCfg(**{**CFG.__dict__, "cls_token": "mean"}))
+    with torch.no_grad():
+        replaced = [with_mean_first_token(level, mask) for level in levels]
+        mean_model.cls_token = "token"
+        expected = mean_model(c3, c4, c5, replaced, mask).cls
+        mean_model.cls_token = "mean"
+        torch.testing.assert_close(mean_model(c3, c4, c5, levels, mask).cls, expected)

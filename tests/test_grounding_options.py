@@ -29,6 +29,9 @@ OPTIONS = {
                                                                          "self_paced.apply_to": "yolo"},
     "xtask": XTASK, "xtask+uncertainty": {**XTASK, "xtask.balance": "uncertainty"},
     "xtask+gradnorm": {**XTASK, "xtask.balance": "gradnorm"}, "alignment": {**XTASK, "xtask.mode": "alignment"},
+    "step+normalize+supervise_all": {**STEP, "step.normalize_visual": True, "step.supervise": "all"},
+    "ca2m+direct+mean_cls+weights": {**DIRECT, "ca2m.cls_token": "mean", "losses.box_l1_weight": 5.0,
+                                     "losses.box_giou_weight": 2.0},
     "uncertainty": {"xtask.balance": "uncertainty"}, "mask_refine": REFINE, "mask_refine+xtask": {**REFINE, **XTASK},
 }
 
@@ -77,6 +80,31 @@ def test_transfer_and_uncertainty_recombine_the_sides_as_documented():
     res = 0.8 * 0.1 * t["mask"] + 0.2 * t["xtask_mask_to_box"]
     expected = 0.5 * torch.exp(torch.tensor(-0.5)) * rec + 0.5 + 0.5 * torch.exp(torch.tensor(0.25)) * res - 0.25
     torch.testing.assert_close(t["loss"], expected + t["cem"])
+
+
+def test_step_deep_supervision_averages_the_bce_of_every_step():
+    torch.manual_seed(0)
+    model = create_model(load_card("mcn-tiny", {**STEP, "step.folds": 2, "step.supervise": "all"}))
+    images, tokens, targets = _batch(model)
+    output = model(images, tokens)
+    assert len(output.step_mask_logits) == 6 and output.step_mask_logits[-1] is output.mask_logits
+    terms = GroundingCriterion.for_model(model, GroundingTask())(output, targets)
+    naive = sum(torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.mask, reduction="sum")
+                for logits in output.step_mask_logits) / (6 * 2)
+    torch.testing.assert_close(terms["mask"], naive)
+    last = create_model(load_card("mcn-tiny", {**STEP, "step.folds": 2}))
+    assert last(images, tokens).step_mask_logits is None  # the paper: BCE on P_T only
+
+
+def test_direct_box_loss_weights_scale_l1_and_giou():
+    torch.manual_seed(0)
+    model = create_model(load_card("mcn-tiny", DIRECT))
+    images, tokens, targets = _batch(model)
+    output = model(images, tokens)
+    plain = GroundingCriterion.for_model(model, GroundingTask())(output, targets)
+    model.card = load_card("mcn-tiny", {**DIRECT, "losses.box_l1_weight": 5.0, "losses.box_giou_weight": 2.0})
+    weighted = GroundingCriterion.for_model(model, GroundingTask())(output, targets)
+    torch.testing.assert_close(weighted["loss"] - plain["loss"], 4 * plain["box_l1"] + plain["box_giou"])
 
 
 def test_single_task_ablations_keep_the_plain_sum():

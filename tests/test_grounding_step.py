@@ -264,3 +264,22 @@ def test_shifted_heatmap_is_in_unit_range_and_never_dead():
     assert pixels.grad.abs().min() > 0  # the clipped form gives zero gradient wherever cos < 0
     with pytest.raises(ValueError, match="heatmap kind"):
         text_heatmap(pixels, sentence, "softplus")
+
+
+def test_normalize_visual_makes_the_head_blind_to_feature_scale():
+    # Hu et al. 2016 / RRN L2-normalise the visual map per pixel: scaling a level changes nothing
+    torch.manual_seed(0)
+    levels, words, mask = _head_inputs(torch.Generator().manual_seed(4))
+    scaled = [x * 30.0 for x in levels]
+    head = STEPHead(LEVEL_CHANNELS, TEXT_DIM, dataclasses.replace(TINY, normalize_visual=True))
+    torch.testing.assert_close(head(scaled, words, mask, GRID).logits, head(levels, words, mask, GRID).logits)
+    plain = STEPHead(LEVEL_CHANNELS, TEXT_DIM, TINY)
+    assert not torch.allclose(plain(scaled, words, mask, GRID).logits, plain(levels, words, mask, GRID).logits)
+
+
+def test_step_logits_are_the_logits_of_every_probability():
+    torch.manual_seed(0)
+    out = STEPHead(LEVEL_CHANNELS, TEXT_DIM, TINY)(*_head_inputs(torch.Generator().manual_seed(5)), grid=GRID)
+    assert len(out.step_logits) == len(out.probs) == 3 and out.step_logits[-1] is out.logits
+    for logits, prob in zip(out.step_logits, out.probs):
+        torch.testing.assert_close(torch.sigmoid(logits), prob)

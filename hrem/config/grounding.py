@@ -134,6 +134,9 @@ class MCNLossCfg:
     cem_weight: float = 1.0
     ignore_iou: float = 0.5  # negatives whose predicted box has IoU >= this with the GT are ignored
     wh_sigma: float = 3.0  # smooth-L1 sigma of K's wh loss
+    # the CA2M direct box head's L1 and GIoU weights (DETR / TransVG use 5 and 2; 1 and 1 is plain sum)
+    box_l1_weight: float = 1.0
+    box_giou_weight: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,11 @@ class STEPCfg:
     heatmap: Literal["clipped", "shifted"] = "clipped"  # Q = max(0, cos) (paper) or (cos + 1) / 2 [hrem option]
     pixel_temperature: float = 1.0  # omega = softmax(P / tau); tau = 1 is the paper [derived: weak at 1]
     sentence_to_rec: bool = False  # feed the mask-attended s_T to the REC GARAN instead of f_q
+    # L2-normalise each visual map per pixel before the coordinate features, as Hu et al. 2016 and the RRN
+    # code STEP builds on do [RRN convention]; without it MCN's unnormalised maps saturate the tanh of phi
+    normalize_visual: bool = False
+    # the BCE on P_T only (the paper) or averaged over every P_t (deep supervision) [hrem option]
+    supervise: Literal["last", "all"] = "last"
 
     def validate(self) -> None:
         for name in ("folds", "attention_dim", "embed_dim", "gru_hidden", "context_dilation"):
@@ -87,6 +92,11 @@ class CA2MCfg:
     dropout: float = 0.0
     box_head: bool = False  # a direct [CLS] box regression head (L1 + GIoU), as the paper's REC output
     sentence_to_garan: bool = False  # feed the fused [CLS] token (projected) to both GARANs instead of f_q
+    # what enters CA2M at the [CLS] position of every text level: the encoder's own first token ("token",
+    # the paper, with BERT) or the mean of the level's real tokens ("mean", hrem option): the packaged
+    # MiniLM is trained for mean pooling and its [CLS] states at layers 2 / 4 are the same for every sentence
+    # (cosine 1.000 over ShapesRef expressions), so without self-attention the box token never sees the text
+    cls_token: Literal["token", "mean"] = "token"
 
     def validate(self) -> None:
         require(len(self.text_layers) >= 1, "ca2m.text_layers: expected at least one layer index")
@@ -99,6 +109,8 @@ class CA2MCfg:
             value = getattr(self, name)
             require(value % self.heads == 0, f"ca2m.{name}: expected a multiple of heads={self.heads}, found {value}")
         require(0.0 <= self.dropout < 1.0, f"ca2m.dropout: expected in [0, 1), found {self.dropout}")
+        require(self.cls_token in ("token", "mean"),
+                f"ca2m.cls_token: expected 'token' or 'mean', found {self.cls_token!r}")
 
 
 @dataclass(frozen=True)

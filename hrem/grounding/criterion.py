@@ -103,7 +103,8 @@ class GroundingCriterion(nn.Module):
         yolo = per_sample["xy"] + per_sample["wh"] + per_sample["conf"]
         parts = {"yolo": yolo}
         if "box_l1" in per_sample:
-            parts.update(l1=per_sample["box_l1"], giou=per_sample["box_giou"])
+            cfg = self.card.losses
+            parts.update(l1=cfg.box_l1_weight * per_sample["box_l1"], giou=cfg.box_giou_weight * per_sample["box_giou"])
         if self.self_paced is None:
             return sum(values.mean() for values in parts.values())
         weighted = {name: parts[name] for name in self.self_paced.names}

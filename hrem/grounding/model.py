@@ -48,6 +48,7 @@ class GroundingOutput:
     sentence: torch.Tensor  # [B, D] f_q
     direct_box: torch.Tensor | None = None  # [B, 4] normalised (cx, cy, w, h) of the CA2M box head
     fine_mask_logits: torch.Tensor | None = None  # [B, 1, S/4, S/4] with mask_refine
+    step_mask_logits: tuple[torch.Tensor, ...] | None = None  # STEP's P_1..P_T logits (step.supervise "all")
 
     @property
     def output_mask_logits(self) -> torch.Tensor:
@@ -114,6 +115,7 @@ class GroundingModel(nn.Module):
             sentence=language.sentence,
             direct_box=direct,
             fine_mask_logits=res.fine_mask_logits,
+            step_mask_logits=res.step_mask_logits,
         )
 
     def _check_images(self, images: torch.Tensor) -> None:

@@ -53,6 +53,7 @@ class ResBranch:
     collect: torch.Tensor | None = None
     sentence: torch.Tensor | None = None  # STEP's s_T when it replaces f_q on the REC side
     fine_mask_logits: torch.Tensor | None = None  # [B, 1, S/4, S/4] (mask_refine)
+    step_mask_logits: tuple[torch.Tensor, ...] | None = None  # STEP's P_1..P_T logits (step.supervise "all")
 
 
 class ResHead(Protocol):

@@ -136,6 +136,13 @@ def sine_position_2d(height: int, width: int, dim: int, device: torch.device | s
     return torch.cat((pos_y, pos_x), dim=2).reshape(height * width, dim).to(dtype)
 
 
+def with_mean_first_token(states: Tensor, mask: Tensor) -> Tensor:
+    """states [B, L, d] with position 0 replaced by the mean of the real tokens (mask [B, L] bool)."""
+    weights = mask.to(states.dtype)[..., None]
+    mean = (states * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True)
+    return torch.cat([mean, states[:, 1:]], dim=1)
+
+
 @dataclass(frozen=True)
 class CA2MOutput:
     visual: Tensor  # [B, fusion_width, H16, W16]: F_v^3 as a map at stride 16
@@ -186,6 +193,7 @@ class MultiGrainedCA2M(nn.Module):
             raise ValueError(f"max_tokens: expected >= 1, found {max_tokens}")
         self.fusion_width = cfg.fusion_width
         self.max_tokens = max_tokens
+        self.cls_token = cfg.cls_token
         self.visual_in = nn.Linear(sum(visual_channels), cfg.fusion_width)
         # The blog leaves open whether each group sees per-stage visual features or the one concatenated
         # F_v^0; hrem gives every group the same F_v^0 (through its own linear to C0).
@@ -230,6 +238,8 @@ class MultiGrainedCA2M(nn.Module):
         visual0 = self.visual_tokens(c3, c4, c5)
         if visual0.shape[0] != mask.shape[0]:
             raise ValueError(f"c4: expected batch {mask.shape[0]} (the text's), found {visual0.shape[0]}")
+        if self.cls_token == "mean":
+            text_levels = [with_mean_first_token(level, mask) for level in text_levels]
         outputs = [group(visual0, level, mask) for group, level in zip(self.groups, text_levels)]
         visual = self.visual_bridge(torch.cat([v for v, _ in outputs], dim=2))
         text = self.text_bridge(torch.cat([t for _, t in outputs], dim=2))
@@ -239,4 +249,4 @@ class MultiGrainedCA2M(nn.Module):
         return CA2MOutput(visual=visual_map, cls=text[:, 0], text=text)
 
 
-__all__ = ["CA2MLayer", "CA2MOutput", "CrossAttention", "MultiGrainedCA2M", "sine_position_2d"]
+__all__ = ["CA2MLayer", "CA2MOutput", "CrossAttention", "MultiGrainedCA2M", "sine_position_2d", "with_mean_first_token"]

@@ -166,6 +166,7 @@ class STEPOutput:
     sentence: torch.Tensor  # [B, D] s_T, the last mask-attended sentence vector
     probs: tuple[torch.Tensor, ...]  # P_1..P_T, each [B, 1, H', W']
     heatmaps: tuple[torch.Tensor, ...]  # Q_1..Q_T on the ConvGRU grid, each [B, 1, H', W'] in [0, 1]
+    step_logits: tuple[torch.Tensor, ...]  # the logits of P_1..P_T (deep supervision reads them)
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ class STEPHead(nn.Module):
         batch, ref = words.shape[0], levels[0]
         prob = torch.full((batch, 1, *grid), self.cfg.initial_mask, device=ref.device, dtype=ref.dtype)
         hidden = torch.zeros(batch, self.cfg.gru_hidden, *grid, device=ref.device, dtype=ref.dtype)
-        probs, heatmaps = [], []
+        probs, heatmaps, step_logits = [], [], []
         for index in level_schedule(len(levels), self.cfg.folds, self.cfg.level_order):
             level = feats[index]
             prev = F.interpolate(prob, size=level.size, mode="bilinear", align_corners=False).flatten(1)
@@ -232,10 +233,13 @@ class STEPHead(nn.Module):
             prob = torch.sigmoid(logits)
             probs.append(prob)
             heatmaps.append(heat)
-        return STEPOutput(logits, hidden, sentence, tuple(probs), tuple(heatmaps))
+            step_logits.append(logits)
+        return STEPOutput(logits, hidden, sentence, tuple(probs), tuple(heatmaps), tuple(step_logits))
 
     def _level_features(self, index: int, x: torch.Tensor) -> _LevelFeatures:
         batch, _, height, width = x.shape
+        if self.cfg.normalize_visual:
+            x = F.normalize(x, dim=1)
         coords = coord_map(batch, height, width, x.device, x.dtype)
         v = self.context[index](torch.cat([x, coords], dim=1))
         pixels = self.pixel_attention[index](v).flatten(2).transpose(1, 2)

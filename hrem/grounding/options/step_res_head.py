@@ -33,7 +33,8 @@ class StepResHead:
         out = self.step(levels, inputs.language.tokens, inputs.language.mask, grid)
         features = self.proj(out.hidden)
         rec_sentence = out.sentence if self.cfg.sentence_to_rec else None
-        return ResBranch(features, features, out.logits, None, rec_sentence)
+        step_logits = out.step_logits if self.cfg.supervise == "all" else None
+        return ResBranch(features, features, out.logits, None, rec_sentence, step_mask_logits=step_logits)
 
     def shared_layer(self, backbone: nn.Module, fusion: Fusion) -> torch.Tensor:
         # STEP may read the backbone maps and not F_m, so the backbone's last conv is the shared weight

@@ -19,7 +19,7 @@ def per_sample_terms(card: MCNCard, output: GroundingOutput, targets: GroundingT
     cfg = card.losses
     terms = yolo_losses_per_sample(output.raw, output.boxes_xywh, targets.yolo, cfg.ignore_iou, cfg.wh_sigma)
     no_mask = output.raw.new_zeros(output.raw.shape[0])
-    terms["mask"] = no_mask if targets.mask is None else mask_loss_per_sample(output.mask_logits, targets.mask)
+    terms["mask"] = no_mask if targets.mask is None else _mask_term(output, targets.mask)
     if output.fine_mask_logits is not None and targets.fine_mask is not None:
         terms["mask_fine"] = mask_loss_per_sample(output.fine_mask_logits, targets.fine_mask)
     if output.direct_box is not None:
@@ -28,3 +28,11 @@ def per_sample_terms(card: MCNCard, output: GroundingOutput, targets: GroundingT
         terms["box_l1"] = valid * l1_box_loss(output.direct_box, gt)
         terms["box_giou"] = valid * giou_loss(cxcywh_to_xyxy(output.direct_box), cxcywh_to_xyxy(gt))
     return terms
+
+
+def _mask_term(output: GroundingOutput, target: torch.Tensor) -> torch.Tensor:
+    """BCE of the stride-8 mask; with STEP's deep supervision the mean of the BCE of every P_t (the last is
+    the output mask, so a one-step STEP gives the plain term)."""
+    if output.step_mask_logits is None:
+        return mask_loss_per_sample(output.mask_logits, target)
+    return torch.stack([mask_loss_per_sample(logits, target) for logits in output.step_mask_logits]).mean(0)
