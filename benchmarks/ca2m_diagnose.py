@@ -18,7 +18,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.step_diagnose import overrides
+from hrem.cli.options import add_set_argument
 from hrem.data.grounding_dataset import GroundingCollate, GroundingTrainSet
 from hrem.factory import create_model, load_card
 from hrem.grounding import GroundingCriterion, GroundingTask, build_targets
@@ -37,7 +37,7 @@ FUSION_PREFIXES = ("fusion.", "direct_box.")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--card", default="mcn-demo-ca2m")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=JSON")
+    add_set_argument(p, "ca2m.cls_token=mean")
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
-    card = load_card(args.card, overrides(args.overrides))
+    card = load_card(args.card, args.overrides or {})
     refs = read_grounding_split(dataset_or_demo(None), "train", None, None)
     dataset = GroundingTrainSet(refs, SampleLetterbox(card.input_size), card.input_size)
     card = with_kmeans_anchors(card, dataset.letterbox_boxes_wh(), args.seed)

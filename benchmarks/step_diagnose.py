@@ -14,12 +14,13 @@ The ShapesRef cache is the training job's (generated on first use). Prints figur
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 from torch.utils.data import DataLoader
 
+from hrem.cli.options import add_set_argument
+from hrem.checkpoint.run import load_run
 from hrem.data.grounding_dataset import GroundingCollate, GroundingTrainSet
 from hrem.factory import create_model, load_card
 from hrem.grounding import GroundingCriterion, GroundingTask, build_targets
@@ -37,8 +38,10 @@ PARTS = ("context", "pixel_attention", "word_attention", "pixel_embed", "sentenc
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--card", default="mcn-demo-step")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=JSON")
+    add_set_argument(p, "step.heatmap=shifted")
     p.add_argument("--task", default="joint", choices=["joint", "res"])
+    p.add_argument("--run", default=None, help="start from a trained run's weights and card (with --iters 1: "
+                                               "the statistics of the trained model)")
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)
@@ -46,14 +49,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
-
-
-def overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, _, value = pair.partition("=")
-        out[key] = json.loads(value)
-    return out
 
 
 def step_stats(step_out, mask: torch.Tensor, temperature: float, initial: float) -> list[dict]:
@@ -92,15 +87,16 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
-    card = load_card(args.card, overrides(args.overrides))
+    card = load_card(args.card, args.overrides or {}) if args.run is None else load_run(args.run)[1]
     data = dataset_or_demo(None)
     refs = read_grounding_split(data, "train", None, None)
     dataset = GroundingTrainSet(refs, SampleLetterbox(card.input_size), card.input_size)
-    card = with_kmeans_anchors(card, dataset.letterbox_boxes_wh(), args.seed)
+    if args.run is None:  # a trained run keeps its own anchors
+        card = with_kmeans_anchors(card, dataset.letterbox_boxes_wh(), args.seed)
     collate = GroundingCollate(build_mcn_tokenizer(card))
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, collate_fn=collate, drop_last=True)
-    model = create_model(card, device=torch.device("cpu")).train()
-    if card.backbone.init:
+    model = (create_model(card, device=torch.device("cpu")) if args.run is None else load_run(args.run)[0]).train()
+    if card.backbone.init and args.run is None:
         init_backbone_from_detector(model, card.backbone.init)
     head = find_step_head(model)
     captured = {}

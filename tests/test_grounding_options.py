@@ -173,3 +173,20 @@ def test_options_train_save_and_evaluate_from_the_cli(tmp_path, head):
     assert saved["mask_refine"]["enabled"] == ("mask_refine.enabled" in head)
     report = json.loads((out / "report" / "report.json").read_text())["results"]["refs-test"]
     assert report["n_samples"] > 0
+
+
+def test_ca2m_lr_mult_puts_the_fusion_and_box_head_in_their_own_group():
+    card = load_card("mcn-tiny", {**DIRECT, "ca2m.lr_mult": 0.1})
+    model = create_model(card)
+    criterion = GroundingCriterion.for_model(model, GroundingTask())
+    groups = {g["name"]: g for g in build_optimizer(model, criterion, TrainConfig(lr=1e-3)).param_groups}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for prefix in ("fusion.", "direct_box."):
+        group = groups[f"model:{prefix}"]
+        assert group["lr"] == pytest.approx(1e-4) and group["base_lr"] == pytest.approx(1e-4)
+        assert group["params"] and all(names[id(p)].startswith(prefix) for p in group["params"])
+    assert not any(names[id(p)].startswith(("fusion.", "direct_box.")) for p in groups["model"]["params"])
+    plain = create_model(load_card("mcn-tiny", DIRECT))
+    assert plain.lr_multipliers() == {}
+    with pytest.raises(ConfigError, match="ca2m.lr_mult"):
+        load_card("mcn-tiny", {**DIRECT, "ca2m.lr_mult": 0})

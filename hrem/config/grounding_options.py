@@ -97,6 +97,10 @@ class CA2MCfg:
     # MiniLM is trained for mean pooling and its [CLS] states at layers 2 / 4 are the same for every sentence
     # (cosine 1.000 over ShapesRef expressions), so without self-attention the box token never sees the text
     cls_token: Literal["token", "mean"] = "token"
+    # lr of the CA2M fusion and the direct box head = the run's lr x this [hrem option]: at MCN's 1e-3 the
+    # post-LN layers collapse the [CLS] token to one vector for every input (benchmarks/ca2m_diagnose.py);
+    # TransVG trains its transformer and box head at 1e-4
+    lr_mult: float = 1.0
 
     def validate(self) -> None:
         require(len(self.text_layers) >= 1, "ca2m.text_layers: expected at least one layer index")
@@ -109,6 +113,7 @@ class CA2MCfg:
             value = getattr(self, name)
             require(value % self.heads == 0, f"ca2m.{name}: expected a multiple of heads={self.heads}, found {value}")
         require(0.0 <= self.dropout < 1.0, f"ca2m.dropout: expected in [0, 1), found {self.dropout}")
+        require(self.lr_mult > 0, f"ca2m.lr_mult: expected > 0, found {self.lr_mult}")
         require(self.cls_token in ("token", "mean"),
                 f"ca2m.cls_token: expected 'token' or 'mean', found {self.cls_token!r}")
 

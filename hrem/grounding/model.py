@@ -85,6 +85,13 @@ class GroundingModel(nn.Module):
         self.cem = parts.cem  # read by the criterion only
         self.register_buffer("anchors", torch.tensor(card.anchors, dtype=torch.float32), persistent=False)
 
+    def lr_multipliers(self) -> dict[str, float]:
+        """{parameter-name prefix: lr multiplier} for the parts the card trains at their own lr."""
+        mult = self.card.ca2m.lr_mult
+        if self.card.fusion != "ca2m" or mult == 1.0:
+            return {}
+        return {"fusion.": mult, "direct_box.": mult}
+
     def shared_layer(self) -> torch.Tensor:
         """The last weight both tasks depend on (GradNorm's W), as the RES head decides."""
         return self.res_head.shared_layer(self.backbone, self.fusion)

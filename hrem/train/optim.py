@@ -1,7 +1,8 @@
 """AdamW with HREM's parameter groups and the per-epoch step decay.
 
 Groups (REFERENCE_HREM.md §3): the pretrained text backbone at lr * backbone_lr_mult, every other
-trainable model parameter at lr, the training criterion (instance relation) at lr * graph_lr_factor, or
+trainable model parameter at lr (a model's `lr_multipliers()` {name prefix: multiplier} moves parts to
+their own groups at lr * multiplier), the training criterion (instance relation) at lr * graph_lr_factor, or
 the criterion's own groups when it defines `optimizer_groups(config)` (the grounding loss weights).
 Frozen parameters (requires_grad False, e.g. a frozen MiniLM) are left out. The schedule is a pure
 function of the epoch and of the fraction of the run's budget used (`decay_fractions`; the trained seconds
@@ -24,10 +25,18 @@ def _is_backbone(name: str, prefixes: Iterable[str]) -> bool:
 def param_groups(model: nn.Module, criterion: nn.Module, config: TrainConfig) -> list[dict]:
     """The three groups, each with its base lr kept in 'base_lr' for the decay schedule."""
     backbone, rest = [], []
+    multipliers = model.lr_multipliers() if hasattr(model, "lr_multipliers") else {}
+    own: dict[str, list] = {prefix: [] for prefix in multipliers}
     for name, param in model.named_parameters():
-        if param.requires_grad:
+        if not param.requires_grad:
+            continue
+        prefix = next((p for p in multipliers if name.startswith(p)), None)
+        if prefix is not None:
+            own[prefix].append(param)
+        else:
             (backbone if _is_backbone(name, config.backbone_prefixes) else rest).append(param)
     groups = [("backbone", backbone, config.lr * config.backbone_lr_mult), ("model", rest, config.lr)]
+    groups += [(f"model:{prefix}", own[prefix], config.lr * mult) for prefix, mult in multipliers.items()]
     model_groups = [{"name": name, "params": params, "lr": lr, "base_lr": lr} for name, params, lr in groups if params]
     if hasattr(criterion, "optimizer_groups"):  # a criterion with its own lr / decay per parameter kind
         return model_groups + criterion.optimizer_groups(config)
