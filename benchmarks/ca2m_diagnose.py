@@ -18,6 +18,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
+from hrem.checkpoint.run import load_run
 from hrem.cli.options import add_set_argument
 from hrem.data.grounding_dataset import GroundingCollate, GroundingTrainSet
 from hrem.factory import create_model, load_card
@@ -38,6 +39,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--card", default="mcn-demo-ca2m")
     add_set_argument(p, "ca2m.cls_token=mean")
+    p.add_argument("--run", default=None, help="start from a trained run's weights and card")
     p.add_argument("--iters", type=int, default=300)
     p.add_argument("--every", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=32)
@@ -84,14 +86,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
     torch.manual_seed(args.seed)
-    card = load_card(args.card, args.overrides or {})
+    card = load_card(args.card, args.overrides or {}) if args.run is None else load_run(args.run)[1]
     refs = read_grounding_split(dataset_or_demo(None), "train", None, None)
     dataset = GroundingTrainSet(refs, SampleLetterbox(card.input_size), card.input_size)
-    card = with_kmeans_anchors(card, dataset.letterbox_boxes_wh(), args.seed)
+    if args.run is None:  # a trained run keeps its own anchors
+        card = with_kmeans_anchors(card, dataset.letterbox_boxes_wh(), args.seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, shuffle=True, drop_last=True,
                         collate_fn=GroundingCollate(build_mcn_tokenizer(card)))
-    model = create_model(card, device=torch.device("cpu")).train()
-    if card.backbone.init:
+    model = (create_model(card, device=torch.device("cpu")) if args.run is None else load_run(args.run)[0]).train()
+    if card.backbone.init and args.run is None:
         init_backbone_from_detector(model, card.backbone.init)
     criterion = GroundingCriterion.for_model(model, GroundingTask("joint"))
     seen = {}
