@@ -1,5 +1,6 @@
 """Shared fixtures. Everything runs on CPU with tiny models and data made here or by the generator."""
 import os
+import tempfile
 
 import pytest
 
@@ -7,6 +8,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Checksum stamps (hrem.utils.hash_stamps) go to a per-run folder, not the user's ~/.cache/hrem.
+os.environ.setdefault("HREM_CACHE_DIR", tempfile.mkdtemp(prefix="hrem-test-cache-"))
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@ killed mid-build leaves the previous index loadable with the same results, and i
 by the next build; index.faiss is checksummed (a same-size overwrite is caught); one build per folder."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -70,6 +71,24 @@ def test_same_size_overwrite_of_index_faiss_is_caught(built, tmp_path):
     data = bytearray((index_dir / "index.faiss").read_bytes())
     data[len(data) // 2] ^= 0xFF                                   # one vector component changes
     (index_dir / "index.faiss").write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"index\.faiss: expected sha256 .* found .*modified after the build"):
+        load_index(index_dir)
+
+
+def test_overwrite_after_a_verified_load_is_caught_even_with_the_mtime_restored(built, tmp_path):
+    # the digest is remembered per file version (hrem.utils.hash_stamps), so a load after an edit must
+    # still see it: size, mtime and inode unchanged, only ctime (which programs cannot set) moves
+    emb, _ = built
+    index_dir = tmp_path / "copy"
+    build_index(emb, index_dir, modality="images", factory="Flat", seed=0)
+    load_index(index_dir)                                          # verified and remembered
+    path = index_dir / "index.faiss"
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    time.sleep(0.05)                                               # past the kernel's coarse timestamp tick
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     with pytest.raises(ValueError, match=r"index\.faiss: expected sha256 .* found .*modified after the build"):
         load_index(index_dir)
 

@@ -3,6 +3,7 @@ corrupt images and convert-checkpoint over an existing run folder. Real files th
 disk, tiny random run directories, a real tmpfs for the full disk)."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -18,8 +19,10 @@ from PIL import Image
 
 from hrem.checkpoint import load_run, save_run
 from hrem.cli import main
+from hrem.cli.os_errors import describe_os_error
 from hrem.config.base import ConfigError
 from hrem.factory import create_model, list_models, load_card
+from hrem.utils.files import atomic_path
 from hrem.utils.images import BUDGET_ENV, ImageTooLarge, ImageUnreadable, load_image_file
 from hrem.utils.paths import ASSETS_DIR
 
@@ -155,14 +158,22 @@ def test_every_shipped_card_and_packaged_run_is_in_range():
 
 # 3a. a full disk -----------------------------------------------------------------------------------------
 
-@pytest.fixture()
-def full_disk(tmp_path):
-    mount = tmp_path / "tiny-disk"
+@contextlib.contextmanager
+def _tmpfs(mount: Path, options: str):
+    """A real tmpfs at `mount` (root only; the test is skipped elsewhere), unmounted afterwards."""
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
                       check=False, capture_output=True).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture()
+def full_disk(tmp_path):
+    with _tmpfs(tmp_path / "tiny-disk", "size=256k") as mount:
         fd = os.open(mount / "filler", os.O_WRONLY | os.O_CREAT)  # fill it: the next write gets ENOSPC
         try:
             while os.write(fd, b"\0" * 4096):
@@ -172,20 +183,55 @@ def full_disk(tmp_path):
         finally:
             os.close(fd)
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture()
+def read_only_disk(tmp_path):
+    with _tmpfs(tmp_path / "ro-disk", "size=64k,ro") as mount:
+        yield mount
+
+
+def _ground_to(run: Path, out: Path, tmp_path: Path, capsys) -> tuple[int, str]:
+    """`hrem ground` writing its overlay to `out`: the exit code and the last line of stderr."""
+    image = _scene(tmp_path / "scene.png")
+    code = main(["ground", "--model", str(run), "--image", str(image), "--text", "the circle", "--out", str(out),
+                 "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err.strip().splitlines()[-1]   # earlier lines are INFO logs
 
 
 def test_full_disk_is_a_one_line_error(grounding_run, full_disk, tmp_path, capsys):
-    image = _scene(tmp_path / "scene.png")
-    code = main(["ground", "--model", str(grounding_run), "--image", str(image), "--text", "the circle",
-                 "--out", str(full_disk / "overlay.png"), "--device", "cpu"])
-    err = capsys.readouterr().err
-    assert code == 1 and "Traceback" not in err
-    last = err.strip().splitlines()[-1]  # earlier lines are INFO logs
-    assert last == (f"hrem ground: error: disk full writing {full_disk / 'overlay.png'} (no space left on "
-                    f"device); free space and re-run")
+    code, last = _ground_to(grounding_run, full_disk / "overlay.png", tmp_path, capsys)
+    assert code == 1 and last == (f"hrem ground: error: disk full writing {full_disk / 'overlay.png'} (no space "
+                                  f"left on device); free space and re-run")
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no temporary file left behind
+
+
+def test_read_only_output_is_a_one_line_error_naming_the_file(grounding_run, read_only_disk, tmp_path, capsys):
+    code, last = _ground_to(grounding_run, read_only_disk / "overlay.png", tmp_path, capsys)
+    assert code == 1 and last == (f"hrem ground: error: read-only file system at {read_only_disk / 'overlay.png'}; "
+                                  f"choose an output folder on a writable disk")
+
+
+@pytest.mark.parametrize("code, expected", [
+    (errno.EDQUOT, "disk quota exceeded writing /d/x.parquet; free space within your quota and re-run"),
+    (errno.EMFILE, "too many open files at /d/x.parquet; raise the limit (ulimit -n) or use fewer --workers"),
+    (errno.EACCES, "permission denied at /d/x.parquet; check the file and folder permissions, or choose "
+                   "another path"),
+])
+def test_user_fixable_os_errors_are_one_line(code, expected):
+    assert describe_os_error(OSError(code, os.strerror(code), "/d/x.parquet")) == expected
+    assert describe_os_error(OSError(errno.EIO, "I/O error", "/d/x")) is None   # a real fault keeps its traceback
+
+
+def test_atomic_writes_name_the_destination_not_the_temporary_file(tmp_path):
+    target = tmp_path / "out" / "x.bin"
+    with pytest.raises(OSError) as caught:
+        with atomic_path(target) as tmp:
+            raise OSError(errno.EDQUOT, "quota", str(tmp))   # as a writer naming the temporary file would
+    assert caught.value.errno == errno.EDQUOT and caught.value.filename == str(target)
+    assert list(target.parent.iterdir()) == []
 
 
 # 3b. truncated weights -----------------------------------------------------------------------------------
@@ -266,3 +312,7 @@ def test_training_datasets_apply_the_budget(huge_png):
     detection = DetectionSet([record], size=64, prepare=None, to_letterbox=None)
     with pytest.raises(ImageTooLarge, match=str(huge_png.name)):
         detection[0]
+    from hrem.data.readers.refs import read_mask
+
+    with pytest.raises(ImageTooLarge, match=str(huge_png.name)):   # a mask file is decoded the same way
+        read_mask(huge_png)

@@ -270,3 +270,31 @@ def test_page_works_under_the_csp_and_the_csp_is_enforced(served, browser_page):
     assert ran is False
     browser_page.wait_for_function("() => window.__violations.length > 0")
     assert browser_page.evaluate("window.__violations")[0].startswith("script-src")
+
+
+def _corpus_image(corpus, image_id: int) -> Path:
+    from hrem.serve.catalog import Catalog
+    from hrem.serve.corpus import corpus_root_from_manifest, resolve_image
+
+    return resolve_image(corpus_root_from_manifest(corpus["emb"]), Catalog(corpus["emb"], 10).image_key(image_id))
+
+
+def test_grounding_a_huge_or_corrupt_corpus_image_is_a_422_without_its_path(served, corpus, monkeypatch):
+    image_id = httpx.get(served.url + "/api/search", params={"q": "red", "k": 1}).json()["results"][0]["id"]
+    path = _corpus_image(corpus, image_id)
+    original = path.read_bytes()
+    try:
+        path.write_bytes(original[: len(original) // 3])   # truncated on disk
+        response = httpx.get(served.url + "/api/ground", params={"id": image_id, "q": "red"})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"] == f"image {image_id} cannot be grounded: its file is not a readable image"
+    finally:
+        path.write_bytes(original)
+    monkeypatch.setenv("HREM_MAX_IMAGE_PIXELS", "1000")   # every 64 x 64 corpus image is now over the budget
+    response = httpx.get(served.url + "/api/ground", params={"id": image_id, "q": "red"})
+    assert response.status_code == 422 and str(path.parent) not in response.text
+    assert response.json()["error"] == (f"image {image_id} cannot be grounded: it is 64 x 64 pixels, over the "
+                                        f"server's decoding budget of 1,000 pixels")
+    response = httpx.get(served.url + "/api/search", params={"q": "red", "rerank": "true"})
+    assert response.status_code == 422
+    assert response.json()["error"].startswith("the image of one of the top hits cannot be grounded: it is 64 x 64")

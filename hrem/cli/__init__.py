@@ -7,7 +7,6 @@ Each module in COMMAND_MODULES defines `register(subparsers)`, which adds its pa
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import logging
 import os
@@ -15,6 +14,7 @@ import sys
 
 from hrem import __version__
 from hrem.cli.config_file import apply_config_file
+from hrem.cli.os_errors import describe_os_error
 from hrem.utils.logging import setup_logging
 
 # Order = order in `hrem --help`. Modules are imported lazily only to build their parser; heavy imports
@@ -79,14 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hrem {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # after FileNotFoundError (an OSError too)
-        if exc.errno != errno.ENOSPC:
+        message = describe_os_error(exc)
+        if message is None:
             raise
-        # a full disk is the user's to fix, not a bug: one line naming where, no traceback
-        where = f" writing {exc.filename}" if exc.filename else ""
-        print(f"hrem {args.command}: error: disk full{where} (no space left on device); free space and re-run",
-              file=sys.stderr)
+        # disk full, permissions, read-only disk...: the user's to fix, not a bug, so one line, no traceback
+        log.debug("error detail", exc_info=True)
+        print(f"hrem {args.command}: error: {message}", file=sys.stderr)
         return 1
-
 
 if __name__ == "__main__":
     sys.exit(main())

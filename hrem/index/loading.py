@@ -17,7 +17,7 @@ import faiss
 from hrem.index.info import INDEX_FAISS, INDEX_JSON, IndexInfo, read_info
 from hrem.index.params import apply_params
 from hrem.store import Manifest, load_manifest
-from hrem.utils.files import sha256_file_cached
+from hrem.utils.hash_stamps import sha256_file_cached
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ def read_faiss_file(path: Path, info: IndexInfo, mmap: bool = False) -> faiss.In
 
 def verify_checksum(path: Path, info: IndexInfo) -> None:
     """index.faiss must have the SHA-256 index.json records (a same-size overwrite passes the size check).
-    Hashed once per (file, size, mtime) in this process, so repeated loads cost a stat."""
+    Hashed once per file version (hrem.utils.hash_stamps: size, mtime, ctime, inode), so later loads, in
+    this process or another, cost a stat."""
     if not info.index_sha256:
         log.warning("%s: index.json records no checksum (built by an older hrem); not verified", path)
         return

@@ -33,7 +33,7 @@ from hrem.index.info import IndexInfo
 from hrem.index.loading import check_indexed_shards, load_index
 from hrem.index.params import exhaustive, index_kind, search_parameters
 from hrem.store import load_manifest, read_metadata, select_ids, shard_path
-from hrem.utils.files import sha256_file_cached
+from hrem.utils.hash_stamps import sha256_files_cached
 
 Filter = str | pc.Expression | np.ndarray | list | None
 
@@ -113,14 +113,15 @@ class VectorSearcher:
 def verify_indexed_shards(emb_dir: Path, info: IndexInfo, index_dir: Path) -> None:
     """Every shard the index was built from must still be listed and on disk with its SHA-256, so that the
     ids and metadata a search returns are the rows that were indexed (an edited key or a dropped row would
-    otherwise be returned as is, or end in a missing-id error). Hashed once per file version and process."""
+    otherwise be returned as is, or end in a missing-id error). Hashed once per file version
+    (hrem.utils.hash_stamps)."""
     check_indexed_shards(info, load_manifest(emb_dir), index_dir)
-    for shard in info.shards:
-        path = shard_path(emb_dir, info.modality, shard.name)
+    paths = [shard_path(emb_dir, info.modality, shard.name) for shard in info.shards]
+    for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: missing; the index was built from it (index.json lists it); "
                                     f"rebuild the index or point --embeddings at the right folder")
-        found = sha256_file_cached(path)
+    for path, shard, found in zip(paths, info.shards, sha256_files_cached(paths)):
         if found != shard.sha256:
             raise ValueError(f"{path}: expected sha256 {shard.sha256} (the shard the index was built from), found "
                              f"{found}; the embeddings changed after the build -- rebuild with `hrem index`")

@@ -45,6 +45,7 @@ from hrem.serve.filters import check_filter
 from hrem.serve.limits import ModelPool, PoolSaturated, PoolTimeout, ServeLimits
 from hrem.serve.middleware import BusyLimit, SecurityHeaders
 from hrem.serve.uploads import check_format, decode_upload, read_upload
+from hrem.utils.images import ImageTooLarge, ImageUnreadable
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,23 @@ class ServeState:
         self.corpus_root = backend.corpus_root or corpus_root_from_manifest(backend.emb_dir)
         self.pool = ModelPool(limits.workers, limits.queue, limits.timeout_s)
 
-    async def call_model(self, fn: Any, *args: Any) -> Any:
+    async def call_model(self, fn: Any, *args: Any, images: str = "an image of this request") -> Any:
+        """`fn(*args)` in the model pool; a corpus image that cannot be decoded is a 422 naming `images`
+        (never its path: the message goes to the client, the path to the server log)."""
         try:
             return await self.pool.run(fn, *args)
         except PoolSaturated as exc:
             raise ApiError(503, f"{exc}; retry shortly") from None
         except PoolTimeout as exc:
             raise ApiError(504, str(exc)) from None
+        except ImageTooLarge as exc:
+            log.warning("refused to decode %s: %s", images, exc)
+            (width, height), budget = exc.size, exc.budget
+            raise ApiError(422, f"{images} cannot be grounded: it is {width} x {height} pixels, over the "
+                                f"server's decoding budget of {budget:,} pixels") from None
+        except ImageUnreadable as exc:
+            log.warning("could not decode %s: %s", images, exc)
+            raise ApiError(422, f"{images} cannot be grounded: its file is not a readable image") from None
 
     async def image_path(self, image_id: int) -> Path:
         if self.corpus_root is None:
@@ -152,7 +163,7 @@ def add_search_routes(app: FastAPI, state: ServeState) -> None:
         # Unfiltered calls keep the two-argument search(query, k) of backends without filter support.
         args = (query, k) if where is None else (query, k, where)
         started = time.perf_counter()
-        hits = await state.call_model(search_fn, *args)
+        hits = await state.call_model(search_fn, *args, images="the image of one of the top hits")
         body = {"query": query, "k": k, "took_ms": _ms_since(started), "results": await state.result_rows(hits)}
         body = {**body, "rerank": True} if rerank else body
         return body if filter is None else {**body, "filter": filter}
@@ -220,7 +231,7 @@ def add_image_routes(app: FastAPI, state: ServeState) -> None:
             raise ApiError(501, "grounding is not available: start the server with --grounding RUN")
         path = await state.image_path(check_id(id))
         started = time.perf_counter()
-        result = await state.call_model(state.backend.ground, path, query)
+        result = await state.call_model(state.backend.ground, path, query, images=f"image {id}")
         width, height = await run_in_threadpool(_image_size, path)
         return {"id": id, "query": query, **result, "width": width, "height": height,
                 "took_ms": round(1000 * (time.perf_counter() - started), 2)}

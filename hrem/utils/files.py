@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
@@ -10,36 +9,47 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-
+# errors a writer may raise without the path; atomic_path re-raises them naming the file being written
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success it is fsynced and renamed over `path`.
 
     The temporary name starts with '.' and ends with '.tmp' so readers listing shards never see it. On an
-    exception the temporary file is removed and `path` is left as it was.
+    exception the temporary file is removed and `path` is left as it was. OS errors name `path`: writers
+    (PIL, pyarrow, safetensors) often lose the file name, and the temporary name means nothing to a user.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        # mkstemp creates 0600, and some writers (safetensors) replace the file: set the usual permissions
-        # on what was written
-        os.chmod(tmp_path, 0o666 & ~_UMASK)
-        with open(tmp_path, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp_path, path)
-        _fsync_dir(path.parent)
-    except OSError as exc:
-        if exc.errno == errno.ENOSPC and not exc.filename:
-            # writers (PIL, pyarrow, safetensors) often lose the path; a full disk must name what was written
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from exc
-        raise
+        with _naming(path):
+            yield tmp_path
+            # mkstemp creates 0600, and some writers (safetensors) replace the file: set the usual
+            # permissions on what was written
+            os.chmod(tmp_path, 0o666 & ~_UMASK)
+            with open(tmp_path, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp_path, path)
+            _fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an OSError without a file name, or naming our temporary file, as one naming `path`."""
+    try:
+        yield
+    except OSError as exc:
+        name = Path(exc.filename).name if exc.filename else ""
+        ours = not name or (name.startswith(f".{path.name}.") and name.endswith(".tmp"))
+        if not ours or exc.errno is None:
+            raise
+        raise OSError(exc.errno, os.strerror(exc.errno), str(path)) from exc
 
 
 def _read_umask() -> int:
@@ -91,16 +101,3 @@ def sha256_bytes(data: bytes) -> str:
 def sha256_json(obj: Any) -> str:
     """Hash of a JSON-able object in canonical form (sorted keys), e.g. a model card."""
     return sha256_bytes(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode("utf-8"))
-
-
-_HASHED: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file_cached(path: str | Path) -> str:
-    """`sha256_file`, remembered per (path, size, mtime_ns) in this process: verifying large index and shard
-    files on every load would otherwise re-read them each time; a rewrite changes the mtime."""
-    stat = Path(path).stat()
-    key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHED:
-        _HASHED[key] = sha256_file(path)
-    return _HASHED[key]

@@ -46,8 +46,10 @@ def pixel_budget(max_pixels: int | None = None) -> int:
 def check_pixels(width: int, height: int, where: str, max_pixels: int | None = None) -> None:
     budget = pixel_budget(max_pixels)
     if width * height > budget:
-        raise ImageTooLarge(f"{where}: image of {width} x {height} = {width * height:,} pixels exceeds the "
-                            f"decoding budget of {budget:,} pixels (set ${BUDGET_ENV} to allow more)")
+        error = ImageTooLarge(f"{where}: image of {width} x {height} = {width * height:,} pixels exceeds the "
+                              f"decoding budget of {budget:,} pixels (set ${BUDGET_ENV} to allow more)")
+        error.size, error.budget = (width, height), budget   # for messages that must not name the file
+        raise error
 
 
 def load_image_file(path: str | Path, mode: str = "RGB", max_pixels: int | None = None) -> Image.Image:

@@ -112,10 +112,9 @@ def read_mask(path: str | Path) -> np.ndarray:
     if path.suffix == ".npy":
         mask = np.load(path)
     else:
-        from PIL import Image
+        from hrem.utils.images import load_image_file
 
-        with Image.open(path) as image:
-            mask = np.asarray(image.convert("L"))
+        mask = np.asarray(load_image_file(path, mode="L"))  # pixel budget from the header, then decode
     if mask.ndim != 2:
         raise ValueError(f"{path}: expected a 2-D mask, found shape {mask.shape}")
     return mask > 0
