@@ -137,3 +137,13 @@ def test_shards_edited_after_the_build_are_caught_at_search_time(tmp_path, chang
     path = _rewrite_first_shard(emb, edits[change])
     with pytest.raises(ValueError, match=rf"{path.name}: expected sha256 .* embeddings changed after the build"):
         VectorSearcher(tmp_path / "index")
+
+
+def test_an_index_inside_or_around_the_embeddings_folder_is_refused(built, tmp_path):
+    emb, _ = built
+    before = sorted(str(p.relative_to(emb)) for p in emb.rglob("*"))
+    for out, relation in ((emb, "is"), (emb / "images", "is inside"), (emb.parent, "contains")):
+        with pytest.raises(ValueError, match=f"--out {out}: expected a folder apart from the input, found that it "
+                                             f"{relation} the embeddings folder {emb}"):
+            build_index(emb, out, modality="images", factory="Flat", seed=0)
+    assert sorted(str(p.relative_to(emb)) for p in emb.rglob("*")) == before   # nothing written

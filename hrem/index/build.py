@@ -51,6 +51,7 @@ from hrem.index.sampling import read_sample
 from hrem.index.tune import TuneResult, drop_self, tune
 from hrem.store import Manifest, find_duplicate_ids, iter_embeddings, load_manifest, manifest_sha256
 from hrem.utils.files import sha256_file
+from hrem.utils.paths import refuse_overlap
 from hrem.utils.locks import output_lock
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ def build_index(emb_dir: str | Path, out_dir: str | Path, config: IndexBuildConf
 
 
 def _build_or_append(emb_dir: Path, out_dir: Path, cfg: IndexBuildConfig) -> IndexInfo:
+    # an index inside the embeddings folder (or around it) would mix its files with the shards that
+    # `hrem embed --overwrite` manages and that the index is verified against
+    refuse_overlap(out_dir, embeddings=emb_dir)
     manifest = load_manifest(emb_dir)
     if not manifest.records(cfg.modality):
         raise ValueError(f"{Path(emb_dir) / 'manifest.json'}: no '{cfg.modality}' shards to index "
