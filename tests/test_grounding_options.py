@@ -12,7 +12,7 @@ from hrem.config.base import ConfigError
 from hrem.factory import create_model, load_card
 from hrem.grounding import GroundingCriterion, GroundingTask, build_mcn_tokenizer, build_targets
 from hrem.train.config import TrainConfig
-from hrem.train.optim import build_optimizer
+from hrem.train.optim import build_optimizer, run_lr
 from hrem.vision.letterbox import letterbox_meta
 
 STEP = {"res_head": "step", "step.embed_dim": 16, "step.attention_dim": 8, "step.gru_hidden": 4}
@@ -179,7 +179,9 @@ def test_ca2m_lr_mult_puts_the_fusion_and_box_head_in_their_own_group():
     card = load_card("mcn-tiny", {**DIRECT, "ca2m.lr_mult": 0.1})
     model = create_model(card)
     criterion = GroundingCriterion.for_model(model, GroundingTask())
-    groups = {g["name"]: g for g in build_optimizer(model, criterion, TrainConfig(lr=1e-3)).param_groups}
+    optimizer = build_optimizer(model, criterion, TrainConfig(lr=1e-3))
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert optimizer.param_groups[-1]["lr"] != 1e-3 and run_lr(optimizer) == pytest.approx(1e-3)  # logged lr
     names = {id(p): n for n, p in model.named_parameters()}
     for prefix in ("fusion.", "direct_box."):
         group = groups[f"model:{prefix}"]

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from hrem.train.config import TrainConfig
 from hrem.train.metrics_log import MetricsLog
-from hrem.train.optim import budget_fraction, build_optimizer, set_epoch_lr, trainable_params
+from hrem.train.optim import budget_fraction, build_optimizer, run_lr, set_epoch_lr, trainable_params
 from hrem.train.sampler import EpochBatchSampler, steps_per_epoch
 from hrem.train.state import (
     STATE_FILE,
@@ -163,7 +163,7 @@ class Trainer:
         if losses is not None:
             bar.set_postfix(loss=f"{losses['loss']:.4f}", items_s=f"{rate:.0f}", refresh=False)
         if losses is not None and (pos.iteration % cfg.log_every == 0 or pos.iteration == 1):
-            lr = self.optimizer.param_groups[-1]["lr"]
+            lr = run_lr(self.optimizer)
             self.metrics.write("step", epoch=pos.epoch, iteration=pos.iteration, lr=lr,
                                items_per_s=round(rate, 2), **losses)
             log.debug("it %d loss %.4f %.0f items/s", pos.iteration, losses["loss"], rate)

@@ -45,6 +45,13 @@ def param_groups(model: nn.Module, criterion: nn.Module, config: TrainConfig) ->
     return model_groups + ([{"name": "criterion", "params": graph, "lr": lr, "base_lr": lr}] if graph else [])
 
 
+def run_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The lr the metrics log: the main "model" group's (groups with their own multiplier, such as the
+    CA2M fusion's, or a criterion's would misreport the schedule), else the last group's."""
+    groups = optimizer.param_groups
+    return float(next((g["lr"] for g in groups if g.get("name") == "model"), groups[-1]["lr"]))
+
+
 def build_optimizer(model: nn.Module, criterion: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     groups = param_groups(model, criterion, config)
     if not groups:
