@@ -87,5 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hrem {args.command}: error: {message}", file=sys.stderr)
         return 1
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -51,8 +51,8 @@ from hrem.index.sampling import read_sample
 from hrem.index.tune import TuneResult, drop_self, tune
 from hrem.store import Manifest, find_duplicate_ids, iter_embeddings, load_manifest, manifest_sha256
 from hrem.utils.files import sha256_file
-from hrem.utils.paths import refuse_overlap
 from hrem.utils.locks import output_lock
+from hrem.utils.paths import refuse_overlap
 
 log = logging.getLogger(__name__)
 OTHER_MODALITY = {"images": "captions", "captions": "images"}
