@@ -74,9 +74,9 @@ class ServeState:
             raise ApiError(504, str(exc)) from None
         except ImageTooLarge as exc:
             log.warning("refused to decode %s: %s", images, exc)
-            (width, height), budget = exc.size, exc.budget
-            raise ApiError(422, f"{images} cannot be grounded: it is {width} x {height} pixels, over the "
-                                f"server's decoding budget of {budget:,} pixels") from None
+            size = f"{exc.size[0]} x {exc.size[1]} pixels" if exc.size else "too many pixels"
+            raise ApiError(422, f"{images} cannot be grounded: it is {size}, over the server's decoding budget "
+                                f"of {exc.budget:,} pixels") from None
         except ImageUnreadable as exc:
             log.warning("could not decode %s: %s", images, exc)
             raise ApiError(422, f"{images} cannot be grounded: its file is not a readable image") from None

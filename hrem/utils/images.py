@@ -20,7 +20,12 @@ BUDGET_ENV = "HREM_MAX_IMAGE_PIXELS"
 
 
 class ImageTooLarge(ValueError):
-    """The image's header declares more pixels than the decoding budget."""
+    """The image's header declares more pixels than the decoding budget. `size` ((width, height), None when
+    PIL refused the header before we saw it) and `budget` let callers word messages without the file name."""
+
+    def __init__(self, message: str, size: tuple[int, int] | None, budget: int) -> None:
+        super().__init__(message)
+        self.size, self.budget = size, budget
 
 
 class ImageUnreadable(ValueError):
@@ -46,10 +51,9 @@ def pixel_budget(max_pixels: int | None = None) -> int:
 def check_pixels(width: int, height: int, where: str, max_pixels: int | None = None) -> None:
     budget = pixel_budget(max_pixels)
     if width * height > budget:
-        error = ImageTooLarge(f"{where}: image of {width} x {height} = {width * height:,} pixels exceeds the "
-                              f"decoding budget of {budget:,} pixels (set ${BUDGET_ENV} to allow more)")
-        error.size, error.budget = (width, height), budget   # for messages that must not name the file
-        raise error
+        raise ImageTooLarge(f"{where}: image of {width} x {height} = {width * height:,} pixels exceeds the "
+                            f"decoding budget of {budget:,} pixels (set ${BUDGET_ENV} to allow more)",
+                            (width, height), budget)
 
 
 def load_image_file(path: str | Path, mode: str = "RGB", max_pixels: int | None = None) -> Image.Image:
@@ -78,8 +82,9 @@ def _decode(source: Path | io.BytesIO, where: str, mode: str, max_pixels: int | 
                 check_pixels(opened.width, opened.height, where, max_pixels)
                 return opened.convert(mode)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(f"{where}: {exc}; it exceeds the decoding budget of {pixel_budget(max_pixels):,} "
-                            f"pixels") from None
+        budget = pixel_budget(max_pixels)
+        raise ImageTooLarge(f"{where}: {exc}; it exceeds the decoding budget of {budget:,} pixels", None,
+                            budget) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         # truncated / corrupt data surfaces as OSError ("image file is truncated"), SyntaxError (bad chunk)
         # or ValueError (e.g. a bad WebP bitstream), an unknown format as UnidentifiedImageError
