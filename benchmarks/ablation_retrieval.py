@@ -59,7 +59,9 @@ def summary(rows: list[dict], ceiling: float | None) -> list[str]:
             chosen = [r for r in rows if r["budget"] == budget and r["variant"] == variant]
             if not chosen:
                 continue
-            mean = lambda key: sum(r[key] for r in chosen) / len(chosen)  # noqa: E731
+            def mean(key: str, chosen: list[dict] = chosen) -> float:
+                return sum(r[key] for r in chosen) / len(chosen)
+
             rsums = [r["rsum"] for r in chosen]
             share = f"{100 * mean('rsum') / ceiling:.1f} %" if ceiling else "-"
             its = "/".join(str(r["iterations"]) for r in chosen)

@@ -140,11 +140,11 @@ def _commands_in_text(where_file, number, text, partial):
             return [Command(f"{where_file}:{number}", ("<unparsable>", text, str(exc)), partial)]
         return []
     found = []
-    for tokens in _resolve(tokens):
-        tokens = _strip_prefix(tokens)
-        if _is_command(tokens):
-            is_partial = partial or any(t in ("...", "…") for t in tokens)
-            found.append(Command(f"{where_file}:{number}", tuple(tokens), is_partial))
+    for resolved in _resolve(tokens):
+        command = _strip_prefix(resolved)
+        if _is_command(command):
+            is_partial = partial or any(t in ("...", "…") for t in command)
+            found.append(Command(f"{where_file}:{number}", tuple(command), is_partial))
     return found
 
 

@@ -51,7 +51,7 @@ def test_lock_of_a_killed_job_is_taken_over(tmp_path):
 def test_lock_released_on_error_and_reusable(tmp_path):
     with pytest.raises(ZeroDivisionError):
         with output_lock(tmp_path):
-            1 / 0
+            raise ZeroDivisionError("inside the lock")
     with output_lock(tmp_path):
         pass
     started = time.time()

@@ -99,7 +99,7 @@ def index_report(index_dir: str | Path, img_emb: np.ndarray, cap_emb: np.ndarray
                  caption_image: np.ndarray, model_fingerprint: str, k: int = 100) -> dict:
     """`hrem evaluate --index`: ANN R@K of the evaluated model's embeddings through the index."""
     dirs = index_dirs(index_dir)
-    for modality, path in dirs.items():
+    for path in dirs.values():
         recorded = read_info(path).embeddings.model_fingerprint
         if recorded != model_fingerprint:
             raise ValueError(f"{path / INDEX_JSON}: built from model {recorded}, but the evaluated model is "
