@@ -7,6 +7,7 @@ import contextlib
 import errno
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import time
@@ -59,6 +60,15 @@ def test_huge_image_is_refused_from_its_header(huge_png):
                                             r"exceeds the decoding budget of 40,000,000"):
         load_image_file(huge_png)
     assert time.perf_counter() - start < 0.5  # nothing decoded (decoding takes seconds and 0.5 GB)
+
+
+def test_image_too_large_survives_pickling_with_its_fields(huge_png):
+    # Errors raised in Ray or DataLoader workers reach the parent pickled.
+    with pytest.raises(ImageTooLarge) as info:
+        load_image_file(huge_png)
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert (str(copy), copy.size, copy.budget) == (str(info.value), info.value.size, info.value.budget)
+    assert copy.size is not None
 
 
 def test_budget_is_overridable(tmp_path, monkeypatch):

@@ -27,6 +27,11 @@ class ImageTooLarge(ValueError):
         super().__init__(message)
         self.size, self.budget = size, budget
 
+    def __reduce__(self):
+        # Pickle with all three fields: the default rebuilds from `args` (the message alone), which fails,
+        # and an error raised in a Ray or DataLoader worker must arrive whole.
+        return type(self), (str(self), self.size, self.budget)
+
 
 class ImageUnreadable(ValueError):
     """The file is not a decodable image (unknown format, truncated or corrupt data)."""
