@@ -24,3 +24,35 @@ def _few_threads():
     torch.set_num_threads(1)  # tiny models gain nothing from a second thread
     yield
     torch.set_num_threads(previous)
+
+
+_HOLD_LOCK = """
+import sys, time
+from hrem.utils.locks import output_lock
+with output_lock(sys.argv[1], command=sys.argv[2]):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def lock_holder():
+    """lock_holder(directory, command) -> a live process holding directory's output lock (killed at teardown):
+    a real second process, because the lock is about processes."""
+    import subprocess
+    import sys
+
+    started = []
+
+    def start(directory, command="holder-job"):
+        proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(directory), command],
+                                stdout=subprocess.PIPE, text=True)
+        started.append(proc)
+        if proc.stdout.readline().strip() != "held":
+            raise RuntimeError(f"the lock holder for {directory} did not start")
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+        proc.wait()

@@ -110,29 +110,17 @@ def test_bad_ids_name_the_file_and_the_row(tmp_path, run_dir, content, match):
         run_embed(_cfg(listing, run_dir, tmp_path / "emb"), show_progress=False)
 
 
-HOLD = """
-import sys, time
-from hrem.utils.locks import output_lock
-with output_lock(sys.argv[1], command="hrem embed (first job)"):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
-
-def test_a_second_writer_to_one_out_is_refused_naming_the_first(tmp_path, run_dir, capsys):
+def test_a_second_writer_to_one_out_is_refused_naming_the_first(tmp_path, run_dir, capsys, lock_holder):
     listing = make_listing(tmp_path / "data", 6)
     out = tmp_path / "emb"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(OutputLocked, match=rf"first job.*pid {holder.pid}"):
-            run_embed(_cfg(listing, run_dir, out), show_progress=False)
-        assert _embed_cli(listing, run_dir, out) == 1
-        assert "another job is writing here" in capsys.readouterr().err
-        assert not (out / "manifest.json").exists()
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = lock_holder(out, "hrem embed (first job)")
+    with pytest.raises(OutputLocked, match=rf"first job.*pid {holder.pid}"):
+        run_embed(_cfg(listing, run_dir, out), show_progress=False)
+    assert _embed_cli(listing, run_dir, out) == 1
+    assert "another job is writing here" in capsys.readouterr().err
+    assert not (out / "manifest.json").exists()
+    holder.kill()
+    holder.wait()
     run_embed(_cfg(listing, run_dir, out), show_progress=False)   # the killed holder's lock is taken over
     assert load_manifest(out).rows("images") == 6
 
@@ -352,40 +340,26 @@ def test_negative_precomp_id_is_refused_naming_the_ids_line(tmp_path):
 
 # -- 3. one writer per --out ----------------------------------------------------------------------------
 
-def _hold(directory: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "held"
-    return proc
-
-
-def test_second_embed_into_a_locked_folder_fails_naming_the_holder(tmp_path, run_dir, capsys):
+def test_second_embed_into_a_locked_folder_fails_naming_the_holder(tmp_path, run_dir, capsys, lock_holder):
     listing = make_listing(tmp_path / "data", 6)
     emb = tmp_path / "emb"
     run_embed(_cfg(listing, run_dir, emb), show_progress=False)
     before = _tree(emb)
-    proc = _hold(emb)
-    try:
-        code = main(_cli("embed", "--data", str(listing), "--model", str(run_dir), "--out", str(emb),
-                         "--shard-size", "2", "2", "--overwrite"))
-        err = capsys.readouterr().err
-    finally:
-        proc.kill()
-        proc.wait()
+    proc = lock_holder(emb, "first job")
+    code = main(_cli("embed", "--data", str(listing), "--model", str(run_dir), "--out", str(emb),
+                     "--shard-size", "2", "2", "--overwrite"))
+    err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error" in line]
     assert code == 1 and len(errors) == 1 and "first job" in errors[0] and f"pid {proc.pid}" in errors[0]
     assert {k: v for k, v in _tree(emb).items() if k != LOCK_NAME} == before
 
 
-def test_second_regions_into_a_locked_folder_fails_naming_the_holder(tmp_path, capsys):
+def test_second_regions_into_a_locked_folder_fails_naming_the_holder(tmp_path, capsys, lock_holder):
     data = make_karpathy(tmp_path / "D")
     out = tmp_path / "pre"
-    proc = _hold(out)
-    try:
-        code = main(_cli("regions", "--data", str(data), "--out", str(out), "--regions", "4"))
-        err = capsys.readouterr().err
-    finally:
-        proc.kill()
-        proc.wait()
+    proc = lock_holder(out, "first job")
+    code = main(_cli("regions", "--data", str(data), "--out", str(out), "--regions", "4"))
+    err = capsys.readouterr().err
     assert code == 1 and "first job" in err and f"pid {proc.pid}" in err
     assert not (out / "regions.json").exists()
 

@@ -2,20 +2,33 @@
 training-loop settings every training job takes from its job."""
 from __future__ import annotations
 
+import functools
 import logging
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from hrem.config.base import to_dict
 from hrem.jobs.train_config import TrainingJob
 from hrem.utils.files import write_json_atomic
+from hrem.utils.locks import output_lock
 
 log = logging.getLogger(__name__)
+Result = TypeVar("Result")
 
 JOB_FILE = "job.json"
 STATE_FILE = "training_state.pt"   # = hrem.train.state.STATE_FILE (not imported: that module needs torch)
+
+
+def one_writer(run: Callable[[Any], Result]) -> Callable[[Any], Result]:
+    """A training job holds its run folder's lock (hrem.utils.locks) while it runs: a second session started
+    on the same --out fails at once, naming the first, instead of both writing checkpoints into one folder."""
+    @functools.wraps(run)
+    def locked(job: Any) -> Result:
+        with output_lock(job.out):
+            return run(job)
+    return locked
 
 
 def check_resume(run_dir: Path, mode: str) -> None:

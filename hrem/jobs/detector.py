@@ -15,7 +15,7 @@ import torch
 from hrem.config.base import to_dict
 from hrem.data.detection_dataset import read_detection_split
 from hrem.factory import load_card
-from hrem.jobs.common import check_resume, command_line, dataset_or_demo, loop_settings, record_job
+from hrem.jobs.common import check_resume, command_line, dataset_or_demo, loop_settings, one_writer, record_job
 from hrem.jobs.eval_config import EvaluateDetectorJob
 from hrem.jobs.summary import EvaluationSummary, TrainSummary
 from hrem.jobs.train_config import TrainDetectorJob
@@ -42,6 +42,7 @@ def _evaluator(card, records, device: torch.device, workers: int, batch_size: in
                              workers=workers, precision=precision)
 
 
+@one_writer
 def run_train_detector(job: TrainDetectorJob) -> TrainSummary:
     out = Path(job.out)
     check_resume(out, job.resume)

@@ -12,7 +12,7 @@ from pathlib import Path
 from hrem.config.base import to_dict
 from hrem.data.datasets import open_retrieval_split
 from hrem.factory import create_image_preprocessor, create_tokenizer, load_card
-from hrem.jobs.common import check_resume, command_line, loop_settings, record_job
+from hrem.jobs.common import check_resume, command_line, loop_settings, one_writer, record_job
 from hrem.jobs.eval_config import EvaluateJob
 from hrem.jobs.summary import EvaluationSummary, TrainSummary
 from hrem.jobs.train_config import TrainJob
@@ -25,6 +25,7 @@ from hrem.utils.seed import seed_everything
 log = logging.getLogger(__name__)
 
 
+@one_writer
 def run_train(job: TrainJob) -> TrainSummary:
     """Train job.card on job.data into job.out; the best dev model (by job.selection_metric) is kept."""
     out = Path(job.out)

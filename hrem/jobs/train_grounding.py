@@ -13,7 +13,7 @@ import torch
 from hrem.config.base import to_dict
 from hrem.factory import load_card
 from hrem.grounding import GroundingTask
-from hrem.jobs.common import check_resume, command_line, dataset_or_demo, loop_settings, record_job
+from hrem.jobs.common import check_resume, command_line, dataset_or_demo, loop_settings, one_writer, record_job
 from hrem.jobs.grounding import evaluate_splits, format_summary, splits_summary
 from hrem.jobs.summary import EvaluationSummary, TrainSummary
 from hrem.jobs.train_config import GROUNDING_SCORE, TrainGroundingJob
@@ -48,6 +48,7 @@ def _train_config(job: TrainGroundingJob, device: torch.device):
                                   decay_epochs=job.decay_epochs)
 
 
+@one_writer
 def run_train_grounding(job: TrainGroundingJob) -> TrainSummary:
     out = Path(job.out)
     check_resume(out, job.resume)

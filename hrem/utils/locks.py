@@ -57,6 +57,24 @@ def output_lock(directory: str | Path, command: str | None = None) -> Iterator[P
         _release(handle, path)
 
 
+def live_holder(directory: str | Path) -> str | None:
+    """Who holds `directory`'s lock now ("'hrem train ...' (pid 12, on host, since ...)"), or None when no live
+    process does (no lock file, or one left by a killed job). For status listings; taking the lock is still
+    `output_lock`'s job."""
+    path = Path(directory) / LOCK_NAME
+    try:
+        handle = open(path)
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder_text(path)
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return None
+
+
 def _take(path: Path):
     """The flocked handle of `path`, or None when a live process holds it. Retries when the file was
     removed by a releasing holder between our open and our flock (we would hold a deleted inode)."""
