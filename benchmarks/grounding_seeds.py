@@ -5,11 +5,15 @@
 Reads RUN/report/report.json (written by `hrem train-grounding` at the end of a run) and prints, per row,
 Acc@0.5, mask mIoU, oIoU, P@0.7 and IE as mean (min..max) over the runs, with the number of seeds: the
 figures of the options table in docs/results.md. A run without its report is named and left out.
+`--weights` adds, per row, the RES : REC task-weight ratio at the last logged step of each run (uncertainty
+weights: 0.5 exp(-s) of each task; GradNorm: its weights), mean (min..max): how the balancing shared the
+training between the two tasks.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -27,9 +31,26 @@ def test_result(run: Path, split: str) -> dict | None:
     return results[split]
 
 
-def spread(values: list[float]) -> str:
+def final_weight_ratio(run: Path) -> float | None:
+    """RES weight / REC weight at the last logged step, or None for a run without learned task weights."""
+    metrics = run / "metrics.jsonl"
+    steps = [json.loads(line) for line in metrics.read_text().splitlines() if '"step"' in line] \
+        if metrics.is_file() else []
+    if not steps:
+        return None
+    last = steps[-1]
+    if "weight_res" in last:                      # GradNorm
+        return last["weight_res"] / last["weight_rec"]
+    if "log_var_res" in last:                     # uncertainty: 0.5 exp(-s) per task; the 0.5 cancels
+        return math.exp(last["log_var_rec"] - last["log_var_res"])
+    return None
+
+
+def spread(values: list[float], digits: int = 1) -> str:
     mean = sum(values) / len(values)
-    return f"{mean:.1f}" if len(values) == 1 else f"{mean:.1f} ({min(values):.1f}..{max(values):.1f})"
+    if len(values) == 1:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ({min(values):.{digits}f}..{max(values):.{digits}f})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,14 +58,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row", nargs="+", action="append", required=True, metavar=("NAME", "RUN"),
                         help="a row name followed by its run folders (one per seed)")
     parser.add_argument("--split", default="refs-test")
+    parser.add_argument("--weights", action="store_true", help="add the final RES : REC task-weight ratio")
     args = parser.parse_args(argv)
-    print("| row | seeds | " + " | ".join(label for _, label in METRICS) + " |")
-    print("|---|---:|" + "---:|" * len(METRICS))
+    extra = ["RES : REC weight"] if args.weights else []
+    print("| row | seeds | " + " | ".join([label for _, label in METRICS] + extra) + " |")
+    print("|---|---:|" + "---:|" * (len(METRICS) + len(extra)))
     for name, *runs in args.row:
-        found = [r for r in (test_result(Path(run), args.split) for run in runs) if r is not None]
+        reported = [(Path(run), test_result(Path(run), args.split)) for run in runs]
+        found = [(run, r) for run, r in reported if r is not None]
         if not found:
             continue
-        cells = [spread([r[key] for r in found]) for key, _ in METRICS]
+        cells = [spread([r[key] for _, r in found]) for key, _ in METRICS]
+        if args.weights:
+            ratios = [x for x in (final_weight_ratio(run) for run, _ in found) if x is not None]
+            cells.append(spread(ratios, digits=2) if ratios else "-")
         print(f"| {name} | {len(found)} | " + " | ".join(cells) + " |")
     return 0
 

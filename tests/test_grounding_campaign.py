@@ -89,3 +89,16 @@ def test_a_two_seed_campaign_trains_both_seeds_and_then_has_nothing_left(campaig
     assert campaign.main(argv) == 0                      # all done: nothing is trained again
     assert "finished" not in capsys.readouterr().out
     assert all((tmp_path / "runs" / f"tiny-s{s}.log").read_text() == logs[s] for s in (0, 1))
+
+
+@pytest.mark.parametrize("last,expected", [
+    ({"log_var_rec": 0.29, "log_var_res": -0.456}, (0.5 * 2.718281828 ** 0.456) / (0.5 * 2.718281828 ** -0.29)),
+    ({"weight_rec": 0.8, "weight_res": 1.2}, 1.5),
+    ({"xy": 1.0}, None),
+])
+def test_final_weight_ratio_reads_the_last_step_of_each_balancing(campaign, tmp_path, last, expected):
+    steps = [{"kind": "step", "iteration": 1, "log_var_rec": 5.0, "log_var_res": 5.0, "weight_rec": 9.0,
+              "weight_res": 1.0}, {"kind": "eval", "acc@0.5": 1.0}, {"kind": "step", "iteration": 2, **last}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(s) + "\n" for s in steps))
+    ratio = campaign.grounding_seeds.final_weight_ratio(tmp_path)
+    assert ratio == (None if expected is None else pytest.approx(expected, rel=1e-6))
