@@ -56,3 +56,22 @@ def lock_holder():
     for proc in started:
         proc.kill()
         proc.wait()
+
+
+@pytest.fixture(scope="session")
+def benchmark_script():
+    """benchmark_script("name") -> benchmarks/name.py imported as a module (the scripts are not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    def load(name):
+        if name not in sys.modules:
+            path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module   # dataclasses look their module up while being built
+            spec.loader.exec_module(module)
+        return sys.modules[name]
+
+    return load

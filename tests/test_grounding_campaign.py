@@ -3,25 +3,16 @@ running runs, resumes stopped ones first and refuses a folder started with other
 campaign of a tiny row trains both seeds side by side, prints their table, and has nothing left to do after."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from hrem.factory import load_card
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
 @pytest.fixture(scope="module")
-def campaign():
-    spec = importlib.util.spec_from_file_location("grounding_campaign", BENCHMARKS / "grounding_campaign.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module   # its dataclasses look their module up while being built
-    spec.loader.exec_module(module)
-    return module
+def campaign(benchmark_script):
+    return benchmark_script("grounding_campaign")
 
 
 def test_every_shipped_row_is_a_valid_grounding_card(campaign):
