@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grounding_seeds  # noqa: E402  (the sibling script that prints the table)
 
+from hrem.train.metrics_log import MetricsLog  # noqa: E402
 from hrem.utils.locks import live_holder  # noqa: E402
 
 ROWS_FILE = Path(__file__).resolve().parent / "grounding_rows.json"
@@ -75,10 +76,10 @@ def run_state(run: Run) -> str:
     holder = live_holder(run.folder)
     if holder is not None:
         return f"running: {holder}"
-    metrics = run.folder / "metrics.jsonl"
-    if not metrics.is_file():
+    metrics = MetricsLog(run.folder / "metrics.jsonl")
+    if not metrics.path.is_file():
         return "missing"
-    steps = [json.loads(line) for line in metrics.read_text().splitlines() if '"step"' in line]
+    steps = metrics.read("step")
     return f"stopped at iteration {max((s.get('iteration', 0) for s in steps), default=0)}"
 
 

@@ -17,6 +17,8 @@ import math
 import sys
 from pathlib import Path
 
+from hrem.train.metrics_log import MetricsLog
+
 METRICS = (("acc@0.5", "Acc@0.5"), ("miou", "mIoU"), ("oiou", "oIoU"), ("prec@0.70", "P@0.7"), ("ie", "IE"))
 
 
@@ -33,9 +35,7 @@ def test_result(run: Path, split: str) -> dict | None:
 
 def final_weight_ratio(run: Path) -> float | None:
     """RES weight / REC weight at the last logged step, or None for a run without learned task weights."""
-    metrics = run / "metrics.jsonl"
-    steps = [json.loads(line) for line in metrics.read_text().splitlines() if '"step"' in line] \
-        if metrics.is_file() else []
+    steps = MetricsLog(run / "metrics.jsonl").read("step")
     if not steps:
         return None
     last = steps[-1]

@@ -10,6 +10,7 @@ import pytest
 
 from hrem.factory import load_card
 
+
 @pytest.fixture(scope="module")
 def campaign(benchmark_script):
     return benchmark_script("grounding_campaign")

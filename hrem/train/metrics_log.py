@@ -18,16 +18,18 @@ def _clean(value: Any) -> Any:
 
 class MetricsLog:
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)   # the folder is made on the first write: reading a run's log creates nothing
 
     def write(self, kind: str, **fields: Any) -> None:
         record = _clean({"kind": kind, **fields})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record, sort_keys=False) + "\n")
             handle.flush()
 
-    def read(self) -> list[dict]:
+    def read(self, kind: str | None = None) -> list[dict]:
+        """Every record (of `kind` only, when given); [] when the log does not exist yet."""
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [r for r in records if kind is None or r.get("kind") == kind]
